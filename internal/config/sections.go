@@ -1,0 +1,176 @@
+package config
+
+// This file holds the sections that other parts own. Each part's helper
+// validates its own section here until it moves into a file of its own.
+
+// Netconsole configures the netconsole UDP collector (netconsole/).
+type Netconsole struct {
+	// Listen is the UDP address. Default 127.0.0.1:6666; "off" disables it.
+	Listen string `yaml:"listen"`
+	// Retention keeps log lines at most this long. Default 720h (30 days).
+	Retention Duration `yaml:"retention"`
+	// MaxBytes bounds stored log text in total. Default 1 GiB.
+	MaxBytes int64 `yaml:"max_bytes"`
+}
+
+func (n *Netconsole) validate(v scope) {
+	validateListen(v.at("listen"), n.Listen)
+	if n.MaxBytes < 0 {
+		v.at("max_bytes").errorf("must not be negative")
+	}
+}
+
+func (n *Netconsole) setDefaults() {
+	if n.Listen == "" {
+		n.Listen = "127.0.0.1:6666"
+	}
+	if n.Retention == 0 {
+		n.Retention = Duration(720 * 3600e9)
+	}
+	if n.MaxBytes == 0 {
+		n.MaxBytes = 1 << 30
+	}
+}
+
+// Ceph is how netbootd reaches the cluster that holds root images (rbd/).
+// With no monitors configured the RBD hand-over is off and root/prepare
+// answers 503 with that reason.
+type Ceph struct {
+	Monitors []string `yaml:"monitors"`
+	ConfFile string   `yaml:"conf_file"` // optional ceph.conf
+	User     string   `yaml:"user"`      // default "admin" (client.admin)
+	Keyring  string   `yaml:"keyring"`   // keyring file of User
+	// Timeout bounds every Ceph call. Default 10s.
+	Timeout Duration `yaml:"timeout"`
+}
+
+func (c *Ceph) validate(scope) {}
+
+func (c *Ceph) setDefaults() {
+	if c.User == "" {
+		c.User = "admin"
+	}
+	if c.Timeout == 0 {
+		c.Timeout = Duration(10e9)
+	}
+}
+
+// RBD is the lock hand-over policy (see README "RBD hand-over").
+type RBD struct {
+	// UnrecordedSameIP says what to do when the lock owner has the host's
+	// IP but not the client address its previous boot recorded: "refuse"
+	// (default) or "break".
+	UnrecordedSameIP string `yaml:"unrecorded_same_ip"`
+	// RemoveRangeBlocklist removes whole-IP and CIDR blocklist entries that
+	// cover the host. Default true.
+	RemoveRangeBlocklist *bool `yaml:"remove_range_blocklist"`
+	// BlocklistExpiry for the dead client's entry. Default 1h.
+	BlocklistExpiry Duration `yaml:"blocklist_expiry"`
+}
+
+func (r *RBD) validate(v scope) {
+	switch r.UnrecordedSameIP {
+	case "", "refuse", "break":
+	default:
+		v.at("unrecorded_same_ip").errorf("%q is not one of refuse, break", r.UnrecordedSameIP)
+	}
+}
+
+func (r *RBD) setDefaults() {
+	if r.UnrecordedSameIP == "" {
+		r.UnrecordedSameIP = "refuse"
+	}
+	if r.RemoveRangeBlocklist == nil {
+		t := true
+		r.RemoveRangeBlocklist = &t
+	}
+	if r.BlocklistExpiry == 0 {
+		r.BlocklistExpiry = Duration(3600e9)
+	}
+}
+
+// Initramfs configures how netbootd builds and caches nbinit images.
+type Initramfs struct {
+	// CacheDir holds built base images and per-host assemblies. Default
+	// cache/ next to the config.
+	CacheDir string `yaml:"cache_dir"`
+	// Modules is the kernel modules directory (with modules.dep) per arch.
+	Modules map[string]string `yaml:"modules"`
+}
+
+func (i *Initramfs) validate(scope) {}
+
+func (i *Initramfs) setDefaults(dir string) {
+	if i.CacheDir == "" {
+		i.CacheDir = "cache"
+	}
+	if i.CacheDir[0] != '/' {
+		i.CacheDir = dir + "/" + i.CacheDir
+	}
+}
+
+// Webhook is one receiver of boot reports.
+type Webhook struct {
+	URL string `yaml:"url"`
+	// Events: any of failed, stuck, skipped, regression, succeeded.
+	// Default: all but succeeded.
+	Events []string `yaml:"events"`
+	Secret string   `yaml:"secret"`
+}
+
+func (w *Webhook) validate(v scope) {
+	if w.URL == "" {
+		v.at("url").errorf("is required")
+	}
+}
+
+func (w *Webhook) setDefaults() {
+	if len(w.Events) == 0 {
+		w.Events = []string{"failed", "stuck", "skipped", "regression"}
+	}
+}
+
+// Signature is an operator-defined failure signature (added to the
+// built-in catalogue).
+type Signature struct {
+	Name    string `yaml:"name"`
+	Stage   string `yaml:"stage"`
+	Match   string `yaml:"match"` // regular expression over netconsole lines
+	Explain string `yaml:"explain"`
+	Hint    string `yaml:"hint"`
+}
+
+func (s *Signature) validate(v scope) {
+	if s.Name == "" {
+		v.at("name").errorf("is required")
+	}
+	if !validStageName(s.Stage) {
+		v.at("stage").errorf("%q is not a stage name", s.Stage)
+	}
+}
+
+// SmokeCheck is one host-class smoke test.
+type SmokeCheck struct {
+	Name string `yaml:"name"`
+	Kind string `yaml:"kind"` // tcp, http, dns, ceph-osd-up, netconsole, command
+	// Target is kind-specific: host:port (tcp), URL (http), name (dns),
+	// OSD id (ceph-osd-up), regex (netconsole), argv[0] (command). It is a
+	// template over the host's variables.
+	Target  string   `yaml:"target"`
+	Args    []string `yaml:"args"`
+	Expect  string   `yaml:"expect"` // status/body regex/answer, kind-specific
+	Timeout Duration `yaml:"timeout"`
+	// Deadline bounds all retries. Default 2m.
+	Deadline Duration `yaml:"deadline"`
+}
+
+func (s *SmokeCheck) validate(v scope) {
+	if s.Name == "" {
+		v.at("name").errorf("is required")
+	}
+	switch s.Kind {
+	case "tcp", "http", "dns", "ceph-osd-up", "netconsole", "command":
+	default:
+		v.at("kind").errorf("%q is not one of tcp, http, dns, ceph-osd-up, netconsole, command", s.Kind)
+	}
+}
