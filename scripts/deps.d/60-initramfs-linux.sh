@@ -16,7 +16,7 @@ apt_for() { # arch, then apt-get args
   local st="$cache/apt-$arch"
   mkdir -p "$st/lists/partial" "$st/cache/archives/partial"
   apt-get -q -o Dir::State::Lists="$st/lists" -o Dir::Cache="$st/cache" \
-    -o Dir::State::status=/dev/null \
+    -o Dir::State::status="$cache/empty-status" \
     -o APT::Architecture="$arch" -o APT::Architectures::="$arch" "$@"
 }
 
@@ -26,14 +26,15 @@ fetch() { # arch
     echo "initramfs-linux: $arch kernel $(cat "$dir/kver") cached in $dir"
     return
   fi
+  : > "$cache/empty-status"
   apt_for "$arch" update >/dev/null
   local pkg
   pkg=$(APT_CONFIG=/dev/null apt-cache -o Dir::State::Lists="$cache/apt-$arch/lists" \
-        -o Dir::Cache="$cache/apt-$arch/cache" -o Dir::State::status=/dev/null \
+        -o Dir::Cache="$cache/apt-$arch/cache" -o Dir::State::status="$cache/empty-status" \
         -o APT::Architecture="$arch" -o APT::Architectures::="$arch" \
         depends linux-image-"$arch" | awk '/Depends: linux-image-6/{print $2; exit}')
   [ -n "$pkg" ] || { echo "initramfs-linux: cannot resolve linux-image-$arch" >&2; exit 1; }
-  local tmp; tmp=$(mktemp -d)
+  local tmp; tmp=$(mktemp -d); chmod 755 "$tmp"
   (cd "$tmp" && apt_for "$arch" download "$pkg:$arch" >/dev/null)
   rm -rf "$dir.new"; mkdir -p "$dir.new/root"
   dpkg -x "$tmp"/*.deb "$dir.new/root"
