@@ -1,0 +1,314 @@
+package pxe
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"strings"
+
+	"github.com/insomniacslk/dhcp/dhcpv4"
+	"github.com/insomniacslk/dhcp/iana"
+
+	"netboot/internal/config"
+)
+
+// decision is what the DHCP server does with one request. It is computed
+// without I/O so that table tests can check it over real packets.
+type decision struct {
+	client Client
+	host   string // inventory name, or "unknown:<mac>"
+	known  bool
+	reply  *dhcpv4.DHCPv4 // nil: no answer
+	// result is "replied" or "ignored"; reason says why (ignored) or what
+	// was handed out (replied: chainload, ipxe-script, rpi, http-boot, lease).
+	result string
+	reason string
+	// boot is true when the reply carries boot information (a boot file or
+	// the Raspberry Pi menu), i.e. the request counts as the dhcp stage.
+	boot bool
+	file string     // boot file or URL handed out
+	ip   netip.Addr // address leased (full) or requested from the other server (proxy)
+	// quiet marks routine ignores (a request meant for another server, an
+	// OS client in proxy mode): counted and debug-logged, no event.
+	quiet bool
+}
+
+func ignored(c Client, host, reason string) decision {
+	return decision{client: c, host: host, result: "ignored", reason: reason}
+}
+
+func quietly(d decision) decision { d.quiet = true; return d }
+
+// raspberryPiOpt43 is option 43 byte for byte as dnsmasq's
+// pxe-service=0,"Raspberry Pi Boot" sends it: sub-option 6 = 3 (no
+// broadcast/multicast discovery), 10 = menu prompt (timeout 0, "PXE"),
+// 9 = boot menu (type 0, "Raspberry Pi Boot"), end. The Pi 4 bootloader
+// ignores offers whose menu text differs.
+var raspberryPiOpt43 = append(append([]byte{
+	0x06, 0x01, 0x03,
+	0x0a, 0x04, 0x00, 'P', 'X', 'E',
+	0x09, 0x14, 0x00, 0x00, 0x11}, "Raspberry Pi Boot"...), 0xff)
+
+// pxeBootFileOpt43 tells a PXE ROM to download the boot file of the offer
+// without boot server discovery (sub-option 6 = 8).
+var pxeBootFileOpt43 = []byte{0x06, 0x01, 0x08, 0xff}
+
+// ipxeNoPXEDHCP is option 175 with sub-option 176 = 1: iPXE skips its
+// ~3 s wait for a ProxyDHCP offer.
+var ipxeNoPXEDHCP = []byte{0xb0, 0x01, 0x01, 0xff}
+
+// decide computes the answer to req received on the DHCP port (proxyPort
+// false) or the proxyDHCP port 4011 (proxyPort true).
+func (s *DHCPServer) decide(req *dhcpv4.DHCPv4, proxyPort bool) decision {
+	c := DetectClient(req)
+	if req.OpCode != dhcpv4.OpcodeBootRequest {
+		return quietly(ignored(c, "", "not a BOOTREQUEST"))
+	}
+	if len(req.ClientHWAddr) != 6 {
+		return quietly(ignored(c, "", "not an Ethernet client"))
+	}
+	h, known := s.lookup(req.ClientHWAddr, c)
+	name := "unknown:" + req.ClientHWAddr.String()
+	if known {
+		name = h.Name
+	}
+	if !known && !(s.cfg.UnknownBoot && s.cfg.Mode == config.DHCPProxy) {
+		if !c.Boots() && s.cfg.Mode == config.DHCPProxy {
+			return quietly(ignored(c, name, "not a boot client"))
+		}
+		return ignored(c, name, "unknown MAC")
+	}
+	if s.cfg.Mode == config.DHCPFull {
+		return s.decideFull(req, c, h, name)
+	}
+	return s.decideProxy(req, c, h, name, proxyPort)
+}
+
+// lookup finds the host by MAC, or a Raspberry Pi by the serial in its GUID.
+func (s *DHCPServer) lookup(mac net.HardwareAddr, c Client) (*config.Host, bool) {
+	if h, ok := s.inv.ByMAC(mac); ok {
+		return h, true
+	}
+	if c.Serial != "" {
+		return s.inv.BySerial(c.Serial)
+	}
+	return nil, false
+}
+
+func (s *DHCPServer) decideProxy(req *dhcpv4.DHCPv4, c Client, h *config.Host, name string, proxyPort bool) decision {
+	d := decision{client: c, host: name, known: h != nil}
+	if !c.Boots() {
+		return quietly(ignored(c, name, "not a boot client"))
+	}
+	mt := req.MessageType()
+	switch {
+	case !proxyPort && mt == dhcpv4.MessageTypeDiscover:
+		d.reply = s.newReply(req, dhcpv4.MessageTypeOffer)
+	case !proxyPort && mt == dhcpv4.MessageTypeRequest:
+		// Meant for the other DHCP server; remember the address for
+		// attribution.
+		d = quietly(ignored(c, name, "request for the DHCP server"))
+		d.known, d.ip = h != nil, requestedIP(req)
+		return d
+	case proxyPort && (mt == dhcpv4.MessageTypeRequest || mt == dhcpv4.MessageTypeInform):
+		d.reply = s.newReply(req, dhcpv4.MessageTypeAck)
+		d.ip = addrOf(req.ClientIPAddr)
+	default:
+		return quietly(ignored(c, name, fmt.Sprintf("%s is not answered in proxy mode", mt)))
+	}
+	d.reply.UpdateOption(dhcpv4.OptClassIdentifier("PXEClient"))
+	return s.addBoot(d, req, c, h)
+}
+
+func (s *DHCPServer) decideFull(req *dhcpv4.DHCPv4, c Client, h *config.Host, name string) decision {
+	d := decision{client: c, host: name, known: true}
+	res, ok := h.Addr()
+	if !ok {
+		return ignored(c, name, "no reserved ip for this host")
+	}
+	switch mt := req.MessageType(); mt {
+	case dhcpv4.MessageTypeDiscover:
+		d.reply = s.newReply(req, dhcpv4.MessageTypeOffer)
+	case dhcpv4.MessageTypeRequest:
+		if sid := req.ServerIdentifier(); sid != nil && !sid.IsUnspecified() && !sid.Equal(s.cfg.ServerIP.AsSlice()) {
+			return quietly(ignored(c, name, "request for another server"))
+		}
+		want := requestedIP(req)
+		if !want.IsValid() {
+			want = addrOf(req.ClientIPAddr)
+		}
+		if want != res {
+			d.reply = s.newReply(req, dhcpv4.MessageTypeNak)
+			d.result, d.reason = "replied", fmt.Sprintf("nak: requested %s, reserved %s", want, res)
+			return d
+		}
+		d.reply = s.newReply(req, dhcpv4.MessageTypeAck)
+	case dhcpv4.MessageTypeInform:
+		d.reply = s.newReply(req, dhcpv4.MessageTypeAck)
+		d.ip = addrOf(req.ClientIPAddr)
+		return s.addBootOrLease(d, req, c, h)
+	default:
+		return ignored(c, name, fmt.Sprintf("%s needs no answer", mt))
+	}
+	d.ip = res
+	d.reply.YourIPAddr = res.AsSlice()
+	s.addLeaseOptions(d.reply)
+	return s.addBootOrLease(d, req, c, h)
+}
+
+func (s *DHCPServer) addBootOrLease(d decision, req *dhcpv4.DHCPv4, c Client, h *config.Host) decision {
+	if !c.Boots() {
+		d.result, d.reason = "replied", "lease"
+		return d
+	}
+	if c.PXE && c.Kind != ClientIPXE {
+		d.reply.UpdateOption(dhcpv4.OptClassIdentifier("PXEClient"))
+	}
+	return s.addBoot(d, req, c, h)
+}
+
+// addLeaseOptions adds the subnet settings of a full-mode lease.
+func (s *DHCPServer) addLeaseOptions(r *dhcpv4.DHCPv4) {
+	r.UpdateOption(dhcpv4.OptIPAddressLeaseTime(s.cfg.LeaseTime))
+	if s.cfg.Netmask.IsValid() {
+		r.UpdateOption(dhcpv4.OptSubnetMask(net.IPMask(s.cfg.Netmask.AsSlice())))
+	}
+	if s.cfg.Router.IsValid() {
+		r.UpdateOption(dhcpv4.OptRouter(s.cfg.Router.AsSlice()))
+	}
+	if len(s.cfg.DNS) > 0 {
+		ips := make([]net.IP, len(s.cfg.DNS))
+		for i, a := range s.cfg.DNS {
+			ips[i] = a.AsSlice()
+		}
+		r.UpdateOption(dhcpv4.OptDNS(ips...))
+	}
+}
+
+// addBoot adds what the client boots next, after checking that the host's
+// class and the client agree (a Pi never gets x86 files, nor the reverse).
+func (s *DHCPServer) addBoot(d decision, req *dhcpv4.DHCPv4, c Client, h *config.Host) decision {
+	class, arch := s.classOf(h)
+	kind := c.Kind
+	if class.Firmware == config.FirmwareRPi {
+		if kind != ClientRPi && kind != ClientBIOS {
+			return ignored(c, d.host, fmt.Sprintf("firmware mismatch: class is rpi, client is %s", kind))
+		}
+		kind = ClientRPi
+	} else if kind == ClientRPi {
+		return ignored(c, d.host, fmt.Sprintf("firmware mismatch: Raspberry Pi GUID, class firmware is %q", class.Firmware))
+	}
+	if want := archOfKind(kind, c.Arch); want != "" && want != arch {
+		return ignored(c, d.host, fmt.Sprintf("architecture mismatch: client is %s, host is %s", want, arch))
+	}
+	r := d.reply
+	r.ServerIPAddr = s.cfg.ServerIP.AsSlice()
+	r.UpdateOption(dhcpv4.OptTFTPServerName(s.cfg.ServerIP.String()))
+	d.result, d.boot = "replied", true
+	switch kind {
+	case ClientRPi:
+		r.UpdateOption(dhcpv4.OptClassIdentifier("PXEClient"))
+		r.UpdateOption(dhcpv4.OptGeneric(dhcpv4.OptionVendorSpecificInformation, raspberryPiOpt43))
+		d.reason = "rpi"
+	case ClientIPXE:
+		d.file = s.scriptURL(d.host, h)
+		r.UpdateOption(dhcpv4.OptGeneric(dhcpv4.GenericOptionCode(optIPXEEncap), ipxeNoPXEDHCP))
+		d.reason = "ipxe-script"
+	case ClientHTTPX64, ClientHTTPARM64:
+		d.file = strings.TrimRight(s.cfg.HTTPURL, "/") + "/files/" + s.firmwareFile(kind)
+		r.UpdateOption(dhcpv4.OptClassIdentifier("HTTPClient"))
+		d.reason = "http-boot"
+	default:
+		d.file = s.firmwareFile(kind)
+		if d.file == "" {
+			return ignored(c, d.host, fmt.Sprintf("no boot file for client arch %d", c.Arch))
+		}
+		if r.ClassIdentifier() == "PXEClient" {
+			r.UpdateOption(dhcpv4.OptGeneric(dhcpv4.OptionVendorSpecificInformation, pxeBootFileOpt43))
+		}
+		d.reason = "chainload"
+	}
+	if req.GetOneOption(dhcpv4.OptionClientMachineIdentifier) != nil {
+		r.UpdateOption(dhcpv4.OptGeneric(dhcpv4.OptionClientMachineIdentifier, req.GetOneOption(dhcpv4.OptionClientMachineIdentifier)))
+	}
+	if d.file != "" {
+		r.BootFileName = d.file
+		r.UpdateOption(dhcpv4.OptBootFileName(d.file))
+	}
+	return d
+}
+
+// classOf returns the class and architecture a host boots; unknown hosts
+// (unknown: boot) get the default class.
+func (s *DHCPServer) classOf(h *config.Host) (config.Class, string) {
+	if h == nil {
+		cl := s.inv.Config().Classes[s.cfg.DefaultClass]
+		return cl, cl.Arch
+	}
+	return s.inv.Class(h), h.Arch
+}
+
+// archOfKind is the CPU architecture a client kind implies ("" if none).
+func archOfKind(k ClientKind, arch iana.Arch) string {
+	switch k {
+	case ClientBIOS, ClientUEFIIA32, ClientUEFIX64, ClientHTTPX64:
+		return config.ArchAMD64
+	case ClientUEFIARM64, ClientHTTPARM64, ClientRPi:
+		return config.ArchARM64
+	case ClientIPXE:
+		switch arch {
+		case 0, 6, 7, 9, 15, 16:
+			return config.ArchAMD64
+		case 11, 19:
+			return config.ArchARM64
+		}
+	}
+	return ""
+}
+
+// firmwareFile is the artifact-tree path of the iPXE binary for a kind.
+func (s *DHCPServer) firmwareFile(k ClientKind) string {
+	switch k {
+	case ClientBIOS:
+		return s.cfg.Files.BIOS
+	case ClientUEFIX64, ClientHTTPX64:
+		return s.cfg.Files.UEFIX64
+	case ClientUEFIARM64, ClientHTTPARM64:
+		return s.cfg.Files.UEFIARM64
+	case ClientUEFIIA32:
+		return s.cfg.Files.UEFIIA32
+	}
+	return ""
+}
+
+// scriptURL is where iPXE fetches the host's script.
+func (s *DHCPServer) scriptURL(name string, h *config.Host) string {
+	if h == nil {
+		name = "unknown"
+	}
+	return strings.TrimRight(s.cfg.HTTPURL, "/") + "/boot/" + name + ".ipxe"
+}
+
+// newReply starts a reply of type mt with our server identifier.
+func (s *DHCPServer) newReply(req *dhcpv4.DHCPv4, mt dhcpv4.MessageType) *dhcpv4.DHCPv4 {
+	r, err := dhcpv4.NewReplyFromRequest(req,
+		dhcpv4.WithMessageType(mt),
+		dhcpv4.WithServerIP(net.IPv4zero),
+		dhcpv4.WithOption(dhcpv4.OptServerIdentifier(s.cfg.ServerIP.AsSlice())))
+	if err != nil { // only fails on a random-xid read, which a reply never does
+		panic(fmt.Sprintf("build dhcp reply: %v", err))
+	}
+	return r
+}
+
+func requestedIP(req *dhcpv4.DHCPv4) netip.Addr {
+	return addrOf(req.RequestedIPAddress())
+}
+
+func addrOf(ip net.IP) netip.Addr {
+	a, ok := netip.AddrFromSlice(ip.To4())
+	if !ok || a.IsUnspecified() {
+		return netip.Addr{}
+	}
+	return a
+}
