@@ -1,7 +1,3 @@
-// Package pxe serves the first stages of a network boot: DHCP and proxyDHCP
-// with client detection (x86 BIOS, UEFI, iPXE, Raspberry Pi 4), TFTP and HTTP
-// for boot artifacts, and per-host iPXE scripts. Every answer and every
-// refusal is logged, counted and emitted as an event for the boot tracker.
 package pxe
 
 import (

@@ -68,27 +68,31 @@ type Leases struct {
 }
 
 // NewLeases returns a lease map backed by inv's configured addresses;
-// inv may be nil.
+// inv may be nil (no inventory: nothing is ever found).
 func NewLeases(inv *Inventory) *Leases {
+	if inv == nil {
+		inv = NewInventory(&config.Config{})
+	}
 	return &Leases{inv: inv, seen: map[netip.Addr]string{}}
 }
 
-// HostByIP returns the name of the host that uses ip: the last one DHCP
-// saw take it, else the one the config reserves it for.
-func (l *Leases) HostByIP(ip netip.Addr) (string, bool) {
+// HostByIP returns the host that uses ip: the last one DHCP saw take it,
+// else the one the config reserves it for. It implements HostLookup.
+func (l *Leases) HostByIP(ip netip.Addr) (*config.Host, bool) {
 	ip = ip.Unmap()
 	l.mu.RLock()
 	name, ok := l.seen[ip]
 	l.mu.RUnlock()
-	if ok {
-		return name, true
+	if l.inv == nil {
+		return nil, false
 	}
-	if l.inv != nil {
-		if h, ok := l.inv.byIP[ip]; ok {
-			return h.Name, true
+	if ok {
+		if h, found := l.inv.ByName(name); found {
+			return h, true
 		}
 	}
-	return "", false
+	h, ok := l.inv.byIP[ip]
+	return h, ok
 }
 
 // Record notes that host uses ip. Invalid or unspecified addresses are
