@@ -1,0 +1,250 @@
+package boot
+
+import (
+	"strconv"
+	"strings"
+	"time"
+
+	"netboot/internal/event"
+	"netboot/internal/store"
+)
+
+// This file is the pure state machine: which event opens an attempt and how
+// an event changes a report. It has no clock, store or locks, so that table
+// tests can feed it event sequences and compare the reports with golden
+// files.
+
+// opensAttempt reports whether ev starts a new boot attempt, given the
+// host's current attempt cur (nil: none yet).
+//
+//   - A firmware DHCP (client firmware or rpi; not iPXE, not the
+//     initramfs's own lease) opens one, unless the current attempt is still
+//     at the dhcp stage (the firmware retrying).
+//   - A kernel banner opens one when the current attempt already passed
+//     kernel-up (the host rebooted without a DHCP we saw).
+//   - With no attempt, or after a finished one, any early-stage event
+//     (dhcp … kernel-up) opens one; later events are attached to the
+//     finished attempt without changing its outcome.
+func opensAttempt(cur *Report, ev event.Event) bool {
+	if ev.Kind == KindSkipped {
+		return true
+	}
+	if isFirmwareDHCP(ev) {
+		return cur == nil || cur.Terminal() || cur.LastStage > event.StageDHCP
+	}
+	if ev.Kind == event.KernelBanner && cur != nil {
+		if cur.LastStage > event.StageKernelUp || (cur.Terminal() && cur.LastStage >= event.StageKernelUp) {
+			return true
+		}
+	}
+	if cur != nil && !cur.Terminal() {
+		return false
+	}
+	return !ev.Failed && ev.Stage >= event.StageDHCP && ev.Stage <= event.StageKernelUp
+}
+
+func isFirmwareDHCP(ev event.Event) bool {
+	if ev.Kind != event.DHCPRequest {
+		return false
+	}
+	switch ev.Attr("client") {
+	case "firmware", "rpi":
+		return true
+	}
+	return false
+}
+
+// newReport starts an attempt at ev.Time judged by deadlines.
+func newReport(host, class string, at time.Time, deadlines map[string]time.Duration, smokePlanned int) *Report {
+	r := &Report{Host: host, Class: class, Started: at, Updated: at, Outcome: store.OutcomeInProgress,
+		Stages: []StageMark{}, Deadlines: map[string]string{}, SmokePlanned: smokePlanned}
+	for stage, d := range deadlines {
+		r.Deadlines[stage] = d.String()
+	}
+	return r
+}
+
+// deadlineFor returns the deadline of stage (0: none).
+func (r *Report) deadlineFor(stage event.Stage) time.Duration {
+	d, err := time.ParseDuration(r.Deadlines[stage.String()])
+	if err != nil {
+		return 0
+	}
+	return d
+}
+
+// apply changes the report by one event and reports whether the stage
+// advanced.
+func (r *Report) apply(ev event.Event) (advanced bool) {
+	if ev.Time.After(r.Updated) {
+		r.Updated = ev.Time
+	}
+	r.collect(ev)
+	if r.Terminal() {
+		return false
+	}
+	if ev.Stage > r.LastStage && !ev.Failed {
+		r.advance(ev)
+		advanced = true
+	}
+	switch {
+	case ev.Kind == KindStuck:
+		r.end(ev.Time, store.OutcomeStuck, ReasonDeadline, ev.Message)
+		r.Failure = r.probableCause(ev)
+	case ev.Kind == KindSkipped:
+		r.end(ev.Time, store.OutcomeSkipped, ReasonNoBoot, ev.Message)
+	case ev.Failed && failsBoot(ev):
+		r.fail(ev)
+	case ev.Kind == event.HostReady && (ev.Attr("by") == "smoke" || r.SmokePlanned == 0):
+		r.end(ev.Time, store.OutcomeSucceeded, ReasonReady, ev.Message)
+	case r.LastStage >= event.StageUserspace && r.SmokePlanned == 0:
+		r.advance(event.Event{Time: ev.Time, Stage: event.StageReady, Kind: ev.Kind})
+		r.end(ev.Time, store.OutcomeSucceeded, ReasonReady, "userspace reached; the class declares no smoke checks")
+	}
+	return advanced
+}
+
+// failsBoot tells failure events that end the attempt from those that are
+// only recorded: missing files (the Pi firmware probes many), ignored DHCP,
+// and components that say they are retrying.
+func failsBoot(ev event.Event) bool {
+	switch ev.Kind {
+	case event.FileFailed, event.DHCPIgnored, event.SmokeResult:
+		return false
+	}
+	return ev.Attr("retrying") != "true" && ev.Attr("transient") != "true"
+}
+
+// collect keeps the details an event carries for the report, whatever the
+// attempt's state.
+func (r *Report) collect(ev event.Event) {
+	switch ev.Kind {
+	case event.FileFetched, event.FileFailed:
+		r.Fetches = append(r.Fetches, Fetch{Time: ev.Time, Proto: ev.Attr("proto"), File: ev.Attr("file"),
+			Role: ev.Attr("role"), Bytes: ev.Attr("bytes"), Failed: ev.Failed, Error: errorText(ev)})
+	case event.RootPrepared, event.RootRefused, event.RootMapped:
+		r.RBD = append(r.RBD, RBDAction{Time: ev.Time, Kind: ev.Kind, Failed: ev.Failed, Message: ev.Message, Attrs: ev.Attrs})
+	case event.SmokeResult:
+		r.addSmoke(smokeFromEvent(ev))
+	case event.Signature:
+		r.Signatures = append(r.Signatures, hitFromEvent(ev))
+	}
+}
+
+func errorText(ev event.Event) string {
+	if ev.Failed {
+		return ev.Message
+	}
+	return ""
+}
+
+func (r *Report) addSmoke(res SmokeResult) {
+	for i := range r.Smoke {
+		if r.Smoke[i].Name == res.Name {
+			r.Smoke[i] = res
+			return
+		}
+	}
+	r.Smoke = append(r.Smoke, res)
+}
+
+// advance records that ev's stage was reached.
+func (r *Report) advance(ev event.Event) {
+	if n := len(r.Stages); n > 0 {
+		r.Stages[n-1].DurationMS = ev.Time.Sub(r.Stages[n-1].At).Milliseconds()
+	}
+	r.Stages = append(r.Stages, StageMark{Stage: ev.Stage, At: ev.Time, Via: ev.Kind})
+	r.LastStage = ev.Stage
+	r.Deadline = time.Time{}
+	if d := r.deadlineFor(ev.Stage); d > 0 && ev.Stage < event.StageReady {
+		r.Deadline = ev.Time.Add(d)
+	}
+}
+
+// end sets a final outcome.
+func (r *Report) end(at time.Time, outcome, reason, msg string) {
+	r.Outcome, r.Reason, r.Message, r.Ended, r.Deadline = outcome, reason, msg, at, time.Time{}
+	if n := len(r.Stages); n > 0 {
+		r.Stages[n-1].DurationMS = at.Sub(r.Stages[n-1].At).Milliseconds()
+	}
+}
+
+// fail ends the attempt as failed because of ev.
+func (r *Report) fail(ev event.Event) {
+	stage := ev.Stage
+	if stage == event.StageNone {
+		stage = r.LastStage
+	}
+	f := &Failure{Stage: stage, Message: ev.Message}
+	reason := ReasonStage
+	switch ev.Kind {
+	case event.Signature:
+		reason = ReasonSignature
+		h := hitFromEvent(ev)
+		f.Signature, f.Explain, f.Hint, f.Line, f.Excerpt = h.Name, h.Explain, h.Hint, h.Line, h.Excerpt
+	case event.RootRefused:
+		reason = ReasonRefused
+	case event.HostReady:
+		reason = ev.Attr("reason")
+		if reason == "" {
+			reason = ReasonSmoke
+		}
+		if list := ev.Attr("regressions"); list != "" {
+			r.Regressions = strings.Split(list, ",")
+		}
+	case KindRestarted:
+		reason = ReasonRestarted
+	}
+	r.Failure = f
+	r.end(ev.Time, store.OutcomeFailed, reason, ev.Message)
+}
+
+// probableCause names, for a stuck boot, the last signature or failed
+// fetch seen: the best guess of what held it up.
+func (r *Report) probableCause(ev event.Event) *Failure {
+	f := &Failure{Stage: r.LastStage, Message: ev.Message}
+	if n := len(r.Signatures); n > 0 {
+		h := r.Signatures[n-1]
+		f.Signature, f.Explain, f.Hint, f.Line, f.Excerpt = h.Name, h.Explain, h.Hint, h.Line, h.Excerpt
+		return f
+	}
+	for i := len(r.Fetches) - 1; i >= 0; i-- {
+		if r.Fetches[i].Failed {
+			f.Explain = "last failed transfer: " + r.Fetches[i].File + ": " + r.Fetches[i].Error
+			break
+		}
+	}
+	return f
+}
+
+// signatureEvent builds the event recorded when a netconsole line matches.
+func signatureEvent(host string, at time.Time, sig Signature, line string, excerpt []string) event.Event {
+	return event.Event{Time: at, Host: host, Kind: event.Signature, Stage: sig.Stage, Failed: sig.Fatal,
+		Message: sig.Name + ": " + sig.Explain,
+		Attrs: map[string]string{"signature": sig.Name, "line": line, "explain": sig.Explain, "hint": sig.Hint,
+			"fatal": strconv.FormatBool(sig.Fatal), "excerpt": strings.Join(excerpt, "\n")}}
+}
+
+func hitFromEvent(ev event.Event) SignatureHit {
+	h := SignatureHit{Name: ev.Attr("signature"), Stage: ev.Stage, Fatal: ev.Attr("fatal") == "true", Time: ev.Time,
+		Line: ev.Attr("line"), Explain: ev.Attr("explain"), Hint: ev.Attr("hint")}
+	if ex := ev.Attr("excerpt"); ex != "" {
+		h.Excerpt = strings.Split(ex, "\n")
+	}
+	return h
+}
+
+// smokeEvent is the event recorded for one finished smoke check.
+func smokeEvent(host string, res SmokeResult) event.Event {
+	return event.Event{Time: res.Time, Host: host, Kind: event.SmokeResult, Failed: !res.OK, Message: res.Message,
+		Attrs: map[string]string{"check": res.Name, "check_kind": res.Kind, "target": res.Target,
+			"ok": strconv.FormatBool(res.OK), "attempts": strconv.Itoa(res.Attempts),
+			"duration_ms": strconv.FormatInt(res.DurationMS, 10)}}
+}
+
+func smokeFromEvent(ev event.Event) SmokeResult {
+	attempts, _ := strconv.Atoi(ev.Attr("attempts"))
+	dur, _ := strconv.ParseInt(ev.Attr("duration_ms"), 10, 64)
+	return SmokeResult{Name: ev.Attr("check"), Kind: ev.Attr("check_kind"), Target: ev.Attr("target"),
+		OK: ev.Attr("ok") == "true", Message: ev.Message, Attempts: attempts, DurationMS: dur, Time: ev.Time}
+}
