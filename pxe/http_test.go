@@ -52,7 +52,9 @@ func (l *eventLog) last(t *testing.T) event.Event {
 
 type staticInitrd string
 
-func (s staticInitrd) InitrdPath(context.Context, *config.Host) (string, error) { return string(s), nil }
+func (s staticInitrd) InitrdPath(context.Context, *config.Host) (string, error) {
+	return string(s), nil
+}
 
 type httpFixture struct {
 	srv    *httptest.Server
@@ -73,11 +75,11 @@ func newHTTPFixture(t *testing.T) *httpFixture {
 		t.Fatal(err)
 	}
 	files := map[string][]byte{
-		"x86/vmlinuz":       kernel,
-		"x86/initrd.img":    []byte("initrd\n"),
+		"x86/vmlinuz":        kernel,
+		"x86/initrd.img":     []byte("initrd\n"),
 		"ipxe/undionly.kpxe": []byte("kpxe\n"),
-		"../secret":         []byte("secret\n"),
-		"nbinit.cpio.gz":    []byte("per-host image\n"),
+		"../secret":          []byte("secret\n"),
+		"nbinit.cpio.gz":     []byte("per-host image\n"),
 	}
 	for name, data := range files {
 		p := filepath.Join(root, name)

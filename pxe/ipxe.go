@@ -52,7 +52,7 @@ func Script(cfg *config.Config, h *config.Host, baseURL string) ([]byte, error) 
 	}
 	d := scriptData{
 		Host: h.Name, Class: h.Class, Cmdline: cmdline,
-		KernelURL: base + "/files/" + classFile(h.Class, cl, cl.Kernel),
+		KernelURL:  base + "/files/" + classFile(h.Class, cl, cl.Kernel),
 		InitrdName: "initrd.img",
 	}
 	switch cl.Initrd {
