@@ -136,13 +136,15 @@ func (c *Config) applyCmdline(p map[string]string) error {
 }
 
 // parseCmdline splits a kernel command line into key=value parameters.
-// Double quotes group spaces ("a b" and key="a b"); a bare word maps to "".
-// '_' and '-' in keys are equivalent, as for the kernel (stored as '_'...
-// except that nb.* keys are looked up verbatim with '-' turned to '_').
+// Double quotes group spaces (key="a b"); a bare word maps to "". '-' in
+// keys is stored as '_', as the kernel treats them alike.
 func parseCmdline(s string) map[string]string {
 	out := map[string]string{}
 	for _, word := range splitQuoted(s) {
 		k, v, _ := strings.Cut(word, "=")
+		if strings.ContainsAny(k, " \t\n") {
+			continue // an unterminated quote swallowed the rest, as in the kernel
+		}
 		k = strings.ReplaceAll(k, "-", "_")
 		out[k] = strings.ReplaceAll(v, `"`, "")
 	}

@@ -51,6 +51,8 @@ type System interface {
 	Mount(source, target, fstype string, flags uintptr, data string) error
 	LoadModule(path, params string) error // already loaded => nil or os.ErrExist
 	SwitchRoot(newRoot, init string) error
+	// WriteSysfs writes an existing sysfs/configfs/procfs attribute.
+	WriteSysfs(path string, data []byte) error
 	Reboot() error
 	// RunShell runs the rescue shell on the console until it exits.
 	RunShell(ctx context.Context, shell string) error
@@ -90,7 +92,8 @@ type Init struct {
 	cfg     Config
 	lease   Lease
 	pending []StageReport // reports made before the API was reachable
-	rootDev string
+	rootDev  string
+	prepared *PrepareResponse
 }
 
 // stageError is a failure with the stage it belongs to.
@@ -116,14 +119,13 @@ func (n *Init) Run(ctx context.Context) error {
 		{"root-prepare", true, n.stageRootPrepare},
 		{"root-map", true, n.stageRootMap},
 		{"root-mount", true, n.stageRootMount},
-		{"switch-root", false, n.stageSwitchRoot},
 	}
 	for _, s := range steps {
 		if err := n.runStage(ctx, s.stage, s.retry, s.run); err != nil {
 			return err
 		}
 	}
-	return nil
+	return n.switchRoot(ctx)
 }
 
 // runStage runs one stage with retries and backoff until the deadline.
