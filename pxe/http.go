@@ -61,7 +61,7 @@ type HTTPHandler struct {
 	cfg     HTTPConfig
 	d       HTTPDeps
 	mux     *http.ServeMux
-	metrics *httpMetrics
+	metrics *FileMetrics
 }
 
 // NewHTTP builds the handler; mount it at /boot/ and /files/.
@@ -87,11 +87,7 @@ func NewHTTP(cfg HTTPConfig, deps HTTPDeps) (*HTTPHandler, error) {
 	if deps.Hosts == nil {
 		deps.Hosts = InventoryHosts(deps.Inventory.Config())
 	}
-	m, err := newHTTPMetrics(deps.Registerer)
-	if err != nil {
-		return nil, fmt.Errorf("new http handler: %w", err)
-	}
-	h := &HTTPHandler{cfg: cfg, d: deps, mux: http.NewServeMux(), metrics: m}
+	h := &HTTPHandler{cfg: cfg, d: deps, mux: http.NewServeMux(), metrics: NewFileMetrics(deps.Registerer)}
 	h.mux.HandleFunc("GET /boot/{file}", h.serveScript)
 	h.mux.HandleFunc("GET /boot/{host}/initrd", h.serveInitrd)
 	h.mux.HandleFunc("GET /files/{path...}", h.serveFile)
@@ -242,8 +238,8 @@ func (h *HTTPHandler) fail(w http.ResponseWriter, r *http.Request, t *httpTransf
 // report logs, counts and emits one finished httpTransfer.
 func (h *HTTPHandler) report(r *http.Request, t *httpTransfer) {
 	result := httpResult(r, t)
-	h.metrics.transfers.WithLabelValues(t.kind, result).Inc()
-	h.metrics.bytes.WithLabelValues(t.kind).Add(float64(t.bytes))
+	h.metrics.Transfers.WithLabelValues("http", result).Inc()
+	h.metrics.Bytes.WithLabelValues("http").Add(float64(t.bytes))
 	dur := h.d.Clock.Now().Sub(t.start)
 	fields := []zap.Field{zap.String("host", t.host), zap.String("client", addrString(t.client)), zap.String("method", r.Method),
 		zap.String("path", r.URL.Path), zap.String("file", t.file), zap.String("role", string(t.role)), zap.Int("status", t.status),
@@ -291,7 +287,7 @@ func httpResult(r *http.Request, t *httpTransfer) string {
 	case t.status == http.StatusOK && (r.Method == http.MethodHead || t.size < 0 || t.bytes == t.size):
 		return "ok"
 	case t.status == http.StatusOK:
-		return "aborted"
+		return "client-error" // the client went away mid-transfer
 	case t.status == http.StatusPartialContent:
 		return "partial"
 	case t.status == http.StatusNotModified:
@@ -299,13 +295,13 @@ func httpResult(r *http.Request, t *httpTransfer) string {
 	case t.status == http.StatusNotFound:
 		return "not-found"
 	case t.status == http.StatusForbidden:
-		return "forbidden"
+		return "refused"
 	case t.status == http.StatusRequestedRangeNotSatisfiable:
-		return "bad-range"
+		return "client-error"
 	case t.status == http.StatusServiceUnavailable:
 		return "unavailable"
 	}
-	return "error"
+	return "failed"
 }
 
 // httpCountingWriter counts body bytes and keeps the status. It implements
@@ -353,27 +349,4 @@ func httpClientAddr(r *http.Request) netip.Addr {
 		return netip.Addr{}
 	}
 	return a.Unmap()
-}
-
-type httpMetrics struct {
-	transfers *prometheus.CounterVec
-	bytes     *prometheus.CounterVec
-}
-
-func newHTTPMetrics(reg prometheus.Registerer) (*httpMetrics, error) {
-	transfers, err := registerCounterVec(reg, prometheus.CounterOpts{
-		Name: "netboot_http_transfers_total",
-		Help: "Boot HTTP transfers (iPXE scripts, initramfs images, artifacts) by kind and result.",
-	}, "kind", "result")
-	if err != nil {
-		return nil, err
-	}
-	bytes, err := registerCounterVec(reg, prometheus.CounterOpts{
-		Name: "netboot_http_bytes_total",
-		Help: "Bytes of boot HTTP response bodies sent, by kind.",
-	}, "kind")
-	if err != nil {
-		return nil, err
-	}
-	return &httpMetrics{transfers: transfers, bytes: bytes}, nil
 }

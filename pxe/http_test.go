@@ -203,22 +203,12 @@ func TestHTTPServes(t *testing.T) {
 			}
 		})
 	}
-	if got := testutil.ToFloat64(collectorOf(t, f.reg, "netboot_http_transfers_total", "file", "not-found")); got != 1 {
-		t.Errorf("transfers{file,not-found} = %v, want 1", got)
+	m := NewFileMetrics(f.reg) // the registered collectors
+	for result, want := range map[string]float64{"not-found": 2, "refused": 3, "ok": 5, "partial": 1, "client-error": 1} {
+		if got := testutil.ToFloat64(m.Transfers.WithLabelValues("http", result)); got != want {
+			t.Errorf("netboot_file_transfers_total{http,%s} = %v, want %v", result, got, want)
+		}
 	}
-}
-
-func collectorOf(t *testing.T, reg *prometheus.Registry, name string, labels ...string) prometheus.Collector {
-	t.Helper()
-	m, err := newHTTPMetrics(reg) // returns the registered vectors
-	if err != nil {
-		t.Fatal(err)
-	}
-	switch name {
-	case "netboot_http_transfers_total":
-		return m.transfers.WithLabelValues(labels...)
-	}
-	return m.bytes.WithLabelValues(labels...)
 }
 
 // TestHTTPCurlRange fetches with the real curl client, whole and by ranges,
