@@ -188,9 +188,9 @@ func (a *Assembler) extRecord(h *hostState, d *Datagram, body []byte, flags uint
 	text, dict, _ := bytes.Cut(body, []byte("\n"))
 	newBoot, reason := false, ""
 	switch {
-	case h.ext.have && d.Seq < h.ext.seq:
+	case h.ext.have && d.Seq < h.ext.seq && (d.Seq == 0 || !reordered(h.ext, d)):
 		newBoot, reason = true, "seq-reset"
-	case h.ext.have && d.TSUsec < h.ext.ts:
+	case h.ext.have && d.Seq > h.ext.seq && d.TSUsec < h.ext.ts:
 		newBoot, reason = true, "time-backwards"
 	case h.ext.have && isBanner(text):
 		newBoot, reason = true, "banner"
@@ -201,8 +201,9 @@ func (a *Assembler) extRecord(h *hostState, d *Datagram, body []byte, flags uint
 	out.tmp = Unescape(out.tmp[:0], text)
 	l := store.LogLine{
 		Seq: int64(d.Seq), KTime: d.TSUsec, Level: int8(d.Level), Facility: int8(min(d.Facility, 127)),
-		Flags: flags, Text: string(out.tmp), Dict: dictString(out, dict),
+		Flags: flags, Text: string(out.tmp),
 	}
+	l.Dict = dictString(out, dict)
 	if newBoot {
 		a.newSession(h, reason)
 	}
@@ -211,6 +212,18 @@ func (a *Assembler) extRecord(h *hostState, d *Datagram, body []byte, flags uint
 	if h.extFirstTS < 0 {
 		h.extFirstTS = d.TSUsec
 	}
+}
+
+// Reordering window: a record at most reorderSeq sequence numbers and
+// reorderUsec of kernel time behind the newest one is a late arrival (UDP
+// reordering, a fragmented record completing late), not a new boot.
+const (
+	reorderSeq  = 512
+	reorderUsec = 1_000_000
+)
+
+func reordered(last stream, d *Datagram) bool {
+	return last.seq-d.Seq <= reorderSeq && last.ts-d.TSUsec <= reorderUsec
 }
 
 // dictString unescapes the continuation lines (" KEY=VALUE\n" each) into
