@@ -83,7 +83,8 @@ func (r *Report) apply(ev event.Event) (advanced bool) {
 	if r.Terminal() {
 		return false
 	}
-	if ev.Stage > r.LastStage && !ev.Failed {
+	// A signature's stage says where it belongs, not that it was reached.
+	if ev.Stage > r.LastStage && !ev.Failed && ev.Kind != event.Signature {
 		r.advance(ev)
 		advanced = true
 	}
@@ -96,7 +97,15 @@ func (r *Report) apply(ev event.Event) (advanced bool) {
 	case ev.Failed && failsBoot(ev):
 		r.fail(ev)
 	case ev.Kind == event.HostReady && (ev.Attr("by") == "smoke" || r.SmokePlanned == 0):
-		r.end(ev.Time, store.OutcomeSucceeded, ReasonReady, ev.Message)
+		if r.LastStage < event.StageReady {
+			r.advance(event.Event{Time: ev.Time, Stage: event.StageReady, Kind: ev.Kind})
+			advanced = true
+		}
+		msg := ev.Message
+		if msg == "" {
+			msg = "the host reported ready"
+		}
+		r.end(ev.Time, store.OutcomeSucceeded, ReasonReady, msg)
 	case r.LastStage >= event.StageUserspace && r.SmokePlanned == 0:
 		r.advance(event.Event{Time: ev.Time, Stage: event.StageReady, Kind: ev.Kind})
 		r.end(ev.Time, store.OutcomeSucceeded, ReasonReady, "userspace reached; the class declares no smoke checks")

@@ -93,7 +93,7 @@ var builtins = []builtin{
 	{"netconsole-no-dev", "kernel-up", "netconsole", `netconsole: (\S+) doesn't exist, aborting`, false,
 		"netconsole could not find its network device", "build the NIC driver in, or name the device by MAC in netconsole="},
 	// Block devices and userspace.
-	{"blockdev-eperm", "root-map", "Operation not permitted", `(?:/dev/rbd\d+|block device|/dev/\S+).*Operation not permitted`, true,
+	{"blockdev-eperm", "root-map", "", `(?i)(?:/dev/rbd\d+|block device|/dev/\S+).*operation not permitted`, true,
 		"opening the block device was refused (EPERM: the image is locked by another client or mapped read-only)", "check the exclusive lock and blocklist: `netbootctl rbd status HOST`"},
 	{"systemd-start-limit", "userspace", "Start request repeated too quickly", `(\S+): Start request repeated too quickly`, false,
 		"a systemd unit failed repeatedly and hit its start limit", "`systemctl status` that unit on the host; it failed after the new boot"},

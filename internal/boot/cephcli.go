@@ -1,0 +1,65 @@
+package boot
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os/exec"
+	"strings"
+)
+
+// CephCLI implements OSDStatus with the ceph command-line tool
+// (`ceph osd dump -f json`), for deployments and tests without the go-ceph
+// connection of the rbd part.
+type CephCLI struct {
+	Conf    string // ceph.conf; "" uses the CLI's default
+	User    string // client name without "client."; "" uses the CLI's default
+	Keyring string
+	Binary  string // default "ceph"
+}
+
+// OSDUpIn implements OSDStatus.
+func (c CephCLI) OSDUpIn(ctx context.Context, id int) (up, in bool, err error) {
+	bin := c.Binary
+	if bin == "" {
+		bin = "ceph"
+	}
+	args := []string{"--connect-timeout", "10"}
+	if c.Conf != "" {
+		args = append(args, "-c", c.Conf)
+	}
+	if c.User != "" {
+		args = append(args, "--id", c.User)
+	}
+	if c.Keyring != "" {
+		args = append(args, "--keyring", c.Keyring)
+	}
+	cmd := exec.CommandContext(ctx, bin, append(args, "osd", "dump", "-f", "json")...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		return false, false, fmt.Errorf("ceph osd dump: %w: %s", err, strings.TrimSpace(stderr.String()))
+	}
+	return parseOSDDump(stdout.Bytes(), id)
+}
+
+// parseOSDDump reads osd id's up and in flags from `ceph osd dump -f json`.
+func parseOSDDump(data []byte, id int) (up, in bool, err error) {
+	var dump struct {
+		OSDs []struct {
+			OSD int `json:"osd"`
+			Up  int `json:"up"`
+			In  int `json:"in"`
+		} `json:"osds"`
+	}
+	if err := json.Unmarshal(data, &dump); err != nil {
+		return false, false, fmt.Errorf("parse osd dump: %w", err)
+	}
+	for _, o := range dump.OSDs {
+		if o.OSD == id {
+			return o.Up == 1, o.In == 1, nil
+		}
+	}
+	return false, false, fmt.Errorf("parse osd dump: osd.%d does not exist", id)
+}
