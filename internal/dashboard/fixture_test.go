@@ -85,7 +85,7 @@ func fixtureReports() map[string][]boot.Report {
 			Outcome: store.OutcomeSucceeded, Reason: boot.ReasonReady, LastStage: event.StageReady, Stages: st,
 			Smoke: []boot.SmokeResult{{Name: "ssh", Kind: "tcp", Target: "10.0.0.11:22", OK: true, Attempts: 1, Message: "ok"},
 				{Name: "osd", Kind: "tcp", Target: "10.0.0.11:6800", OK: true, Attempts: 1, Message: "ok"}},
-			RBD: []boot.RBDAction{{Time: start.Add(15 * time.Second), Kind: event.RootPrepared, Message: "lock free; nothing to do"}},
+			RBD:          []boot.RBDAction{{Time: start.Add(15 * time.Second), Kind: event.RootPrepared, Message: "lock free; nothing to do"}},
 			SmokePlanned: 2}
 	}
 	failStages := stagesFrom(t0.Add(10*time.Minute), "dhcp", 700, "firmware", 1400, "kernel", 4000, "initramfs", 2500,
