@@ -30,8 +30,8 @@ func TestLifecycle(t *testing.T) {
 	if err := lab.StopOSD(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := lab.Rbd(ctx, "info", "rbd/life"); err != nil {
-		t.Fatalf("rbd info with the OSD stopped (mon answers): %v", err)
+	if _, err := lab.Ceph(ctx, "mon", "stat"); err != nil {
+		t.Fatalf("mon stat with the OSD stopped: %v", err)
 	}
 	if err := lab.StartOSD(ctx); err != nil {
 		t.Fatal(err)

@@ -1,0 +1,376 @@
+//go:build cgo && (pacific || quincy || reef || squid || tentacle || umbrella)
+
+package goceph
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/ceph/go-ceph/rados"
+	cephrbd "github.com/ceph/go-ceph/rbd"
+	"go.uber.org/zap"
+
+	"netboot/rbd"
+)
+
+// Available reports whether this binary was built with Ceph support.
+const Available = true
+
+// Cluster is rbd.Cluster over one shared librados connection.
+type Cluster struct {
+	cfg Config
+	log *zap.Logger
+
+	mu         sync.Mutex
+	conn       *rados.Conn
+	self       rbd.Addr
+	connecting chan struct{} // closed when the running connect attempt ends
+	connErr    error
+	closed     bool
+}
+
+var _ rbd.Cluster = (*Cluster)(nil)
+
+// New returns a Cluster; it connects on first use.
+func New(cfg Config, log *zap.Logger) *Cluster {
+	cfg.setDefaults()
+	return &Cluster{cfg: cfg, log: log}
+}
+
+// Close shuts the connection down.
+func (c *Cluster) Close() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.closed = true
+	if c.conn != nil {
+		c.conn.Shutdown()
+		c.conn = nil
+	}
+	return nil
+}
+
+// connection returns the shared connection, connecting (once, for all
+// waiters) when there is none. It returns when ctx is done even if the
+// connect attempt goes on (bounded by client_mount_timeout).
+func (c *Cluster) connection(ctx context.Context) (*rados.Conn, error) {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil, fmt.Errorf("connect: %w: cluster handle closed", rbd.ErrUnavailable)
+	}
+	if c.conn != nil {
+		conn := c.conn
+		c.mu.Unlock()
+		return conn, nil
+	}
+	if c.connecting == nil {
+		c.connecting = make(chan struct{})
+		go c.connect(c.connecting)
+	}
+	wait := c.connecting
+	c.mu.Unlock()
+	select {
+	case <-wait:
+	case <-ctx.Done():
+		return nil, fmt.Errorf("connect to ceph (monitors %v): %w: %w", c.cfg.Monitors, rbd.ErrUnavailable, ctx.Err())
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.conn == nil {
+		return nil, c.connErr
+	}
+	return c.conn, nil
+}
+
+func (c *Cluster) connect(done chan struct{}) {
+	conn, self, err := c.dial()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	defer close(done)
+	c.connecting = nil
+	if err != nil || c.closed {
+		if conn != nil {
+			conn.Shutdown()
+		}
+		c.connErr = err
+		c.log.Warn("ceph connect failed", zap.Strings("monitors", c.cfg.Monitors), zap.Error(err))
+		return
+	}
+	c.conn, c.self, c.connErr = conn, self, nil
+	c.log.Info("ceph connected", zap.Strings("monitors", c.cfg.Monitors), zap.Stringer("self", self))
+}
+
+// dial makes a new connection (rados_create2, rados_conf_*, rados_connect).
+func (c *Cluster) dial() (*rados.Conn, rbd.Addr, error) {
+	conn, err := rados.NewConnWithUser(c.cfg.User)
+	if err != nil {
+		return nil, rbd.Addr{}, fmt.Errorf("connect: new conn: %w", mapErr(err))
+	}
+	if err := c.configure(conn); err != nil {
+		conn.Shutdown()
+		return nil, rbd.Addr{}, err
+	}
+	if err := conn.Connect(); err != nil {
+		conn.Shutdown()
+		return nil, rbd.Addr{}, fmt.Errorf("connect to ceph (monitors %v): %w", c.cfg.Monitors, mapConnectErr(err))
+	}
+	addrs, err := conn.GetAddrs() // rados_getaddrs
+	if err != nil {
+		conn.Shutdown()
+		return nil, rbd.Addr{}, fmt.Errorf("connect: own address: %w", mapErr(err))
+	}
+	self, _ := rbd.ParseAddr(addrs)
+	return conn, self, nil
+}
+
+func (c *Cluster) configure(conn *rados.Conn) error {
+	if c.cfg.ConfFile != "" {
+		if err := conn.ReadConfigFile(c.cfg.ConfFile); err != nil {
+			return fmt.Errorf("connect: read %s: %w", c.cfg.ConfFile, mapErr(err))
+		}
+	}
+	secs := strconv.Itoa(int((c.cfg.Timeout + time.Second - 1) / time.Second))
+	opts := [][2]string{
+		{"rados_mon_op_timeout", secs}, {"rados_osd_op_timeout", secs}, {"client_mount_timeout", secs},
+		{"rbd_blocklist_on_break_lock", "false"}, {"admin_socket", ""}, {"log_to_stderr", "false"},
+	}
+	if len(c.cfg.Monitors) > 0 {
+		opts = append(opts, [2]string{"mon_host", strings.Join(c.cfg.Monitors, ",")})
+	}
+	if c.cfg.Keyring != "" {
+		opts = append(opts, [2]string{"keyring", c.cfg.Keyring})
+	}
+	for _, o := range opts {
+		if err := conn.SetConfigOption(o[0], o[1]); err != nil {
+			return fmt.Errorf("connect: set %s: %w", o[0], mapErr(err))
+		}
+	}
+	return nil
+}
+
+// do runs f on the connection in its own goroutine and returns when it
+// finishes or ctx is done (ErrUnavailable); an abandoned f ends by itself
+// within the rados op timeouts.
+func (c *Cluster) do(ctx context.Context, what string, f func(*rados.Conn) error) error {
+	conn, err := c.connection(ctx)
+	if err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- f(conn) }()
+	select {
+	case err := <-done:
+		if err != nil {
+			if errors.Is(err, rbd.ErrBlocklisted) {
+				c.reset(conn)
+			}
+			return fmt.Errorf("%s: %w", what, err)
+		}
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("%s: %w: no answer: %w", what, rbd.ErrUnavailable, ctx.Err())
+	}
+}
+
+// reset drops a connection that can no longer work (it was blocklisted);
+// calls still running on it keep their reference until they end.
+func (c *Cluster) reset(conn *rados.Conn) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.conn == conn {
+		c.conn = nil
+		go func() { time.Sleep(2 * c.cfg.Timeout); conn.Shutdown() }()
+	}
+}
+
+// withImage opens pool/image (rados_ioctx_create, rbd_open_read_only or
+// rbd_open) and runs f on it.
+func (c *Cluster) withImage(ctx context.Context, what string, img rbd.Image, readOnly bool, f func(*cephrbd.Image) error) error {
+	return c.do(ctx, what+" "+img.String(), func(conn *rados.Conn) error {
+		ioctx, err := conn.OpenIOContext(img.Pool)
+		if err != nil {
+			return fmt.Errorf("open pool: %w", mapErr(err))
+		}
+		defer ioctx.Destroy()
+		open := cephrbd.OpenImage
+		if readOnly {
+			open = cephrbd.OpenImageReadOnly
+		}
+		im, err := open(ioctx, img.Name, cephrbd.NoSnapshot)
+		if err != nil {
+			return fmt.Errorf("open image: %w", mapErr(err))
+		}
+		defer im.Close()
+		return f(im)
+	})
+}
+
+// LockOwners calls rbd_lock_get_owners.
+func (c *Cluster) LockOwners(ctx context.Context, img rbd.Image) ([]rbd.LockOwner, error) {
+	var owners []rbd.LockOwner
+	err := c.withImage(ctx, "lock owners", img, true, func(im *cephrbd.Image) error {
+		os, err := im.LockGetOwners()
+		if err != nil {
+			return mapErr(err)
+		}
+		for _, o := range os {
+			a, err := rbd.ParseAddr(o.Owner)
+			if err != nil {
+				return err
+			}
+			owners = append(owners, rbd.LockOwner{Addr: a, Exclusive: o.Mode == cephrbd.LockModeExclusive})
+		}
+		return nil
+	})
+	return owners, err
+}
+
+// Lockers calls rbd_list_lockers on a fresh handle (the result is cached
+// per handle).
+func (c *Cluster) Lockers(ctx context.Context, img rbd.Image) (rbd.Lockers, error) {
+	var l rbd.Lockers
+	err := c.withImage(ctx, "list lockers", img, true, func(im *cephrbd.Image) error {
+		tag, lockers, err := im.ListLockers()
+		if err != nil {
+			return mapErr(err)
+		}
+		l.Tag = strings.TrimRight(tag, "\x00") // go-ceph keeps the C NUL
+		for _, lk := range lockers {
+			a, err := rbd.ParseAddr(lk.Addr)
+			if err != nil {
+				return err
+			}
+			l.Lockers = append(l.Lockers, rbd.Locker{Client: lk.Client, Cookie: lk.Cookie, Addr: a})
+		}
+		return nil
+	})
+	return l, err
+}
+
+// Watchers calls rbd_watchers_list and leaves out this connection's own.
+func (c *Cluster) Watchers(ctx context.Context, img rbd.Image) ([]rbd.Watcher, error) {
+	var ws []rbd.Watcher
+	err := c.withImage(ctx, "list watchers", img, true, func(im *cephrbd.Image) error {
+		list, err := im.ListWatchers()
+		if err != nil {
+			return mapErr(err)
+		}
+		c.mu.Lock()
+		self := c.self
+		c.mu.Unlock()
+		for _, w := range list {
+			a, err := rbd.ParseAddr(w.Addr)
+			if err != nil {
+				return err
+			}
+			if a == self {
+				continue
+			}
+			ws = append(ws, rbd.Watcher{Addr: a, ID: w.Id, Cookie: w.Cookie})
+		}
+		return nil
+	})
+	return ws, err
+}
+
+// monCommand calls rados_mon_command.
+func (c *Cluster) monCommand(ctx context.Context, what string, cmd []byte) ([]byte, error) {
+	var out []byte
+	err := c.do(ctx, what, func(conn *rados.Conn) error {
+		o, status, err := conn.MonCommand(cmd)
+		if err != nil {
+			return fmt.Errorf("%w (%s)", mapErr(err), strings.TrimSpace(status))
+		}
+		out = o
+		return nil
+	})
+	return out, err
+}
+
+// Blocklist runs the mon command `osd blocklist ls`.
+func (c *Cluster) Blocklist(ctx context.Context) ([]rbd.BlocklistEntry, error) {
+	out, err := c.monCommand(ctx, "osd blocklist ls", blocklistLsCmd())
+	if err != nil {
+		return nil, err
+	}
+	return parseBlocklist(out)
+}
+
+// BlocklistAdd runs `osd blocklist add ADDR EXPIRY`.
+func (c *Cluster) BlocklistAdd(ctx context.Context, a rbd.Addr, expiry time.Duration) error {
+	cmd, err := blocklistAddCmd(a, expiry)
+	if err != nil {
+		return fmt.Errorf("osd blocklist add: %w", err)
+	}
+	_, err = c.monCommand(ctx, "osd blocklist add "+a.String(), cmd)
+	return err
+}
+
+// BlocklistRemove runs `osd blocklist rm ADDR` or `osd blocklist range rm CIDR`.
+func (c *Cluster) BlocklistRemove(ctx context.Context, e rbd.BlocklistEntry) error {
+	cmd, err := blocklistRmCmd(e)
+	if err != nil {
+		return fmt.Errorf("osd blocklist rm: %w", err)
+	}
+	_, err = c.monCommand(ctx, "osd blocklist rm "+e.String(), cmd)
+	return err
+}
+
+// MonCommand runs any mon command (JSON) as this connection's user.
+func (c *Cluster) MonCommand(ctx context.Context, cmd []byte) ([]byte, error) {
+	return c.monCommand(ctx, "mon command", cmd)
+}
+
+// BreakLock calls rbd_lock_break(RBD_LOCK_MODE_EXCLUSIVE, owner).
+func (c *Cluster) BreakLock(ctx context.Context, img rbd.Image, owner rbd.Addr) error {
+	return c.withImage(ctx, "break lock of "+owner.String()+" on", img, false, func(im *cephrbd.Image) error {
+		return mapErr(im.LockBreak(cephrbd.LockModeExclusive, owner.String()))
+	})
+}
+
+// ImageID calls rbd_get_id.
+func (c *Cluster) ImageID(ctx context.Context, img rbd.Image) (string, error) {
+	var id string
+	err := c.withImage(ctx, "image id", img, true, func(im *cephrbd.Image) error {
+		var err error
+		id, err = im.GetId()
+		return mapErr(err)
+	})
+	return id, err
+}
+
+// HostKey runs `auth get-or-create ENTITY CAPS…`; when the entity exists
+// with other caps (EINVAL) it runs `auth caps` and `auth get-key`.
+func (c *Cluster) HostKey(ctx context.Context, entity string, caps rbd.Caps) (string, error) {
+	cmd, err := authGetOrCreateCmd(entity, caps)
+	if err != nil {
+		return "", fmt.Errorf("auth get-or-create: %w", err)
+	}
+	out, err := c.monCommand(ctx, "auth get-or-create "+entity, cmd)
+	if err == nil {
+		return parseKey(out)
+	}
+	if !isErrno(err, syscall.EINVAL) {
+		return "", err
+	}
+	if cmd, err = authCapsCmd(entity, caps); err != nil {
+		return "", fmt.Errorf("auth caps: %w", err)
+	}
+	if _, err := c.monCommand(ctx, "auth caps "+entity, cmd); err != nil {
+		return "", err
+	}
+	if cmd, err = authGetKeyCmd(entity); err != nil {
+		return "", fmt.Errorf("auth get-key: %w", err)
+	}
+	out, err = c.monCommand(ctx, "auth get-key "+entity, cmd)
+	if err != nil {
+		return "", err
+	}
+	return parseKey(out)
+}
