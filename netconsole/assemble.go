@@ -474,7 +474,7 @@ func (a *Assembler) recordFirstLine(h *hostState, now time.Time, first *store.Lo
 		}
 	}
 	boot := h.boot + 1
-	if a.last != nil {
+	if a.last != nil && h.boot == 0 {
 		boot = max(boot, a.last(h.name)+1)
 	}
 	ev.BootID = boot

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"sync/atomic"
 	"syscall"
 	"unsafe"
 
@@ -24,7 +25,9 @@ type batchReader struct {
 	names []byte // sizeofName per message
 	bufs  []byte // bufSize per message
 	oobs  []byte // oobSize per message
-	drops uint32 // last SO_RXQ_OVFL value seen
+	// drops is the socket's cumulative drop count already reported; the
+	// reader (SO_RXQ_OVFL) and the final SO_MEMINFO read both advance it.
+	drops atomic.Uint32
 }
 
 const (
@@ -130,12 +133,39 @@ func (r *batchReader) newDrops(n int) uint32 {
 		if h.Level != unix.SOL_SOCKET || h.Type != unix.SO_RXQ_OVFL {
 			continue
 		}
-		v := binary.NativeEndian.Uint32(oob[unix.CmsgLen(0):])
-		d := v - r.drops
-		r.drops = v
-		return d
+		return r.advance(binary.NativeEndian.Uint32(oob[unix.CmsgLen(0):]))
 	}
 	return 0
+}
+
+// advance moves the reported drop count to v and returns the increase.
+func (r *batchReader) advance(v uint32) uint32 {
+	for {
+		cur := r.drops.Load()
+		if int32(v-cur) <= 0 {
+			return 0
+		}
+		if r.drops.CompareAndSwap(cur, v) {
+			return v - cur
+		}
+	}
+}
+
+// finalDrops reads the socket's drop counter with SO_MEMINFO (drops after
+// the last datagram read carry no SO_RXQ_OVFL message) and returns the
+// part not reported yet. Call it before closing the socket.
+func (r *batchReader) finalDrops() uint32 {
+	var v uint32
+	r.rc.Control(func(fd uintptr) {
+		var mem [unix.SK_MEMINFO_VARS]uint32
+		l := uint32(unsafe.Sizeof(mem))
+		_, _, e := unix.Syscall6(unix.SYS_GETSOCKOPT, fd, unix.SOL_SOCKET, unix.SO_MEMINFO,
+			uintptr(unsafe.Pointer(&mem[0])), uintptr(unsafe.Pointer(&l)), 0)
+		if e == 0 {
+			v = mem[unix.SK_MEMINFO_DROPS]
+		}
+	})
+	return r.advance(v)
 }
 
 // setRcvBuf sets the socket receive buffer to n bytes, with

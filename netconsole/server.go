@@ -38,13 +38,13 @@ type Config struct {
 	// Default 5s.
 	ResolveTTL time.Duration
 	// FlushLines and FlushInterval bound how long lines wait before they
-	// are written to the store (one transaction per batch). Defaults 4096
+	// are written to the store (one transaction per batch). Defaults 16384
 	// lines, 200ms.
 	FlushLines    int
 	FlushInterval time.Duration
 	// Backlog bounds the batches waiting for the store; when full, readers
 	// wait (and the kernel buffer, then its drop counter, absorbs the
-	// excess). Default 16.
+	// excess). Default 4.
 	Backlog int
 	// Retention and MaxBytes prune the store every PruneInterval (default
 	// 1m). Zero Retention/MaxBytes: no pruning on that axis.
@@ -74,13 +74,13 @@ func (c *Config) setDefaults() {
 		c.ResolveTTL = 5 * time.Second
 	}
 	if c.FlushLines <= 0 {
-		c.FlushLines = 4096
+		c.FlushLines = 16384
 	}
 	if c.FlushInterval <= 0 {
 		c.FlushInterval = 200 * time.Millisecond
 	}
 	if c.Backlog <= 0 {
-		c.Backlog = 16
+		c.Backlog = 4
 	}
 	if c.PruneInterval <= 0 {
 		c.PruneInterval = time.Minute
@@ -113,6 +113,7 @@ type Server struct {
 	addrs map[netip.Addr]addrEntry
 
 	kernelDrops atomic.Uint64
+	dropLogAt   atomic.Int64
 	received    atomic.Uint64
 	closeOnce   sync.Once
 	closed      chan struct{}
@@ -192,10 +193,25 @@ func (s *Server) Serve(ctx context.Context) error {
 	s.deps.Log.Info("netconsole: listening", zap.Stringer("addr", s.Addr()), zap.Int("sockets", len(s.conns)))
 	stopCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	readers := make([]*batchReader, len(s.conns))
+	for i, c := range s.conns {
+		br, ok, err := newBatchReader(c, s.cfg.Batch)
+		if err != nil {
+			s.deps.Log.Warn("netconsole: batched reads unavailable, reading one datagram at a time", zap.Error(err))
+		}
+		if ok {
+			readers[i] = br
+		}
+	}
 	go func() {
 		select {
 		case <-stopCtx.Done():
 		case <-s.closed:
+		}
+		for _, br := range readers {
+			if br != nil {
+				s.addKernelDrops(br.finalDrops())
+			}
 		}
 		s.closeConns()
 	}()
@@ -203,11 +219,11 @@ func (s *Server) Serve(ctx context.Context) error {
 	stopSweep := s.startSweeper()
 	var wg sync.WaitGroup
 	errs := make(chan error, len(s.conns))
-	for _, c := range s.conns {
+	for i, c := range s.conns {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := s.readLoop(c); err != nil {
+			if err := s.readLoop(c, readers[i]); err != nil {
 				errs <- err
 				cancel()
 			}
@@ -235,14 +251,10 @@ func (s *Server) closeConns() {
 }
 
 // readLoop reads one socket until it is closed.
-func (s *Server) readLoop(c net.PacketConn) error {
-	br, ok, err := newBatchReader(c, s.cfg.Batch)
-	if err != nil {
-		s.deps.Log.Warn("netconsole: batched reads unavailable, reading one datagram at a time", zap.Error(err))
-	}
+func (s *Server) readLoop(c net.PacketConn, br *batchReader) error {
 	cache := map[netip.Addr]addrEntry{}
 	var out lineBuf
-	if !ok {
+	if br == nil {
 		return s.readSlow(c, cache, &out)
 	}
 	for {
@@ -257,12 +269,24 @@ func (s *Server) readLoop(c net.PacketConn) error {
 		for i := 0; i < n; i++ {
 			s.handle(br.source(i), br.payload(i), now, cache, &out)
 		}
-		if d := br.newDrops(n); d > 0 {
-			s.kernelDrops.Add(uint64(d))
-			s.deps.Metrics.kernelDropped(uint64(d))
-		}
+		s.addKernelDrops(br.newDrops(n))
 		s.received.Add(uint64(n))
 		s.deliver(&out)
+	}
+}
+
+// addKernelDrops counts drops the kernel reported; the warning is logged
+// at most every 10 seconds (the metric has every drop).
+func (s *Server) addKernelDrops(d uint32) {
+	if d == 0 {
+		return
+	}
+	total := s.kernelDrops.Add(uint64(d))
+	s.deps.Metrics.kernelDropped(uint64(d))
+	now := s.deps.Clock.Now().UnixNano()
+	if last := s.dropLogAt.Load(); now-last >= int64(10*time.Second) && s.dropLogAt.CompareAndSwap(last, now) {
+		s.deps.Log.Warn("netconsole: kernel dropped datagrams: socket receive buffer full",
+			zap.Uint32("dropped", d), zap.Uint64("dropped_total", total), zap.Int("rcvbuf", s.cfg.RcvBuf))
 	}
 }
 
@@ -343,8 +367,9 @@ func (s *Server) deliver(out *lineBuf) {
 		return
 	}
 	s.deps.Broker.Publish(out.lines)
-	s.w.add(out.lines)
-	out.lines = make([]store.LogLine, 0, cap(out.lines))
+	s.w.add(out.lines) // copies
+	clear(out.lines)
+	out.lines = out.lines[:0]
 }
 
 // startSweeper periodically expires fragments of hosts that went quiet.
@@ -398,14 +423,9 @@ func (s *Server) flushAll() {
 }
 
 func (s *Server) lastStoredBoot(host string) int64 {
-	boots, err := s.deps.Store.LogBoots(context.Background(), host)
+	id, err := s.deps.Store.LastLogBoot(context.Background(), host)
 	if err != nil {
 		s.deps.Log.Warn("netconsole: reading stored boots failed", zap.String("host", host), zap.Error(err))
-		return 0
 	}
-	var m int64
-	for _, b := range boots {
-		m = max(m, b.BootID)
-	}
-	return m
+	return id
 }

@@ -26,13 +26,15 @@ type writer struct {
 	done    chan struct{}
 	timer   clock.Timer
 	stopped bool
+	free    chan []store.LogLine // written batches, for reuse
 }
 
 func newWriter(cfg Config, deps Deps) *writer {
-	return &writer{cfg: cfg, deps: deps, ch: make(chan []store.LogLine, cfg.Backlog), done: make(chan struct{})}
+	return &writer{cfg: cfg, deps: deps, ch: make(chan []store.LogLine, cfg.Backlog), done: make(chan struct{}),
+		free: make(chan []store.LogLine, cfg.Backlog+1)}
 }
 
-// add queues lines (the slice is retained).
+// add copies lines into the current batch.
 func (w *writer) add(lines []store.LogLine) {
 	if w.deps.Store == nil {
 		return
@@ -40,7 +42,7 @@ func (w *writer) add(lines []store.LogLine) {
 	w.backlog.Add(int64(len(lines)))
 	w.mu.Lock()
 	if w.cur == nil {
-		w.cur = make([]store.LogLine, 0, w.cfg.FlushLines)
+		w.cur = w.newBatch()
 	}
 	w.cur = append(w.cur, lines...)
 	var full []store.LogLine
@@ -94,11 +96,32 @@ func (w *writer) start() (stop func()) {
 	}
 }
 
+func (w *writer) newBatch() []store.LogLine {
+	select {
+	case b := <-w.free:
+		return b
+	default:
+		return make([]store.LogLine, 0, w.cfg.FlushLines+256)
+	}
+}
+
+func (w *writer) recycle(b []store.LogLine) {
+	if cap(b) > 2*w.cfg.FlushLines {
+		return
+	}
+	clear(b) // release the texts
+	select {
+	case w.free <- b[:0]:
+	default:
+	}
+}
+
 func (w *writer) loop() {
 	defer close(w.done)
 	lastPrune := w.deps.Clock.Now()
 	for batch := range w.ch {
 		w.write(batch)
+		w.recycle(batch)
 		if now := w.deps.Clock.Now(); now.Sub(lastPrune) >= w.cfg.PruneInterval {
 			lastPrune = now
 			w.prune(now)

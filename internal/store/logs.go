@@ -78,6 +78,8 @@ type LogStore interface {
 	QueryLogs(ctx context.Context, q LogQuery) ([]LogLine, error)
 	// LogBoots lists the boots that have lines for host, oldest first.
 	LogBoots(ctx context.Context, host string) ([]LogBoot, error)
+	// LastLogBoot returns the highest boot id with lines for host (0: none).
+	LastLogBoot(ctx context.Context, host string) (int64, error)
 	// PruneLogs deletes lines received before olderThan, then the oldest
 	// lines until at most maxBytes of text remain (maxBytes <= 0: no size
 	// bound). It returns the number of lines deleted.

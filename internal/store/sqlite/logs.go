@@ -41,20 +41,39 @@ type logGroup struct {
 	lines []store.LogLine
 }
 
-// groupLogs splits lines into runs of one host and boot, keeping order
-// within each group.
-func groupLogs(lines []store.LogLine) []logGroup {
-	idx := map[[2]any]int{}
+// groupLogs splits lines into groups of one host and boot, keeping order
+// within each group. Consecutive lines of the same group share the input's
+// backing array when the input is already grouped; otherwise lines are
+// copied once into scratch.
+func groupLogs(lines []store.LogLine, scratch []store.LogLine) []logGroup {
+	type key struct {
+		host string
+		boot int64
+	}
+	idx := map[key]int{}
 	var groups []logGroup
-	for _, l := range lines {
-		k := [2]any{l.Host, l.BootID}
-		i, ok := idx[k]
+	counts := []int{}
+	order := make([]int32, len(lines))
+	for i := range lines {
+		k := key{lines[i].Host, lines[i].BootID}
+		g, ok := idx[k]
 		if !ok {
-			i = len(groups)
-			idx[k] = i
-			groups = append(groups, logGroup{host: l.Host, boot: l.BootID})
+			g = len(groups)
+			idx[k] = g
+			groups = append(groups, logGroup{host: k.host, boot: k.boot})
+			counts = append(counts, 0)
 		}
-		groups[i].lines = append(groups[i].lines, l)
+		order[i] = int32(g)
+		counts[g]++
+	}
+	off := 0
+	for g := range groups {
+		groups[g].lines = scratch[off : off : off+counts[g]]
+		off += counts[g]
+	}
+	for i := range lines {
+		g := &groups[order[i]]
+		g.lines = append(g.lines, lines[i])
 	}
 	return groups
 }
@@ -76,7 +95,7 @@ func (s *DB) AppendLogs(ctx context.Context, lines []store.LogLine) error {
 	}
 	defer stmt.Close()
 	var buf []byte
-	for _, g := range groupLogs(lines) {
+	for _, g := range groupLogs(lines, make([]store.LogLine, len(lines))) {
 		first, last := g.lines[0].Time, g.lines[len(g.lines)-1].Time
 		if last.Before(first) {
 			last = first
@@ -188,6 +207,15 @@ func (s *DB) LogBoots(ctx context.Context, host string) ([]store.LogBoot, error)
 		out = append(out, b)
 	}
 	return out, rows.Err()
+}
+
+// LastLogBoot implements store.LogStore.
+func (s *DB) LastLogBoot(ctx context.Context, host string) (int64, error) {
+	var id int64
+	if err := s.db.QueryRowContext(ctx, `SELECT COALESCE(MAX(boot_id), 0) FROM log_chunks WHERE host = ?`, host).Scan(&id); err != nil {
+		return 0, fmt.Errorf("last log boot of %s: %w", host, err)
+	}
+	return id, nil
 }
 
 // PruneLogs implements store.LogStore.
