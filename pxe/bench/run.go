@@ -3,8 +3,8 @@ package bench
 import (
 	"fmt"
 	"io"
-	"os"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"slices"
 	"sort"

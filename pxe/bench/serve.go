@@ -8,8 +8,8 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"strconv"
 	"runtime/pprof"
+	"strconv"
 	"sync/atomic"
 	"syscall"
 
