@@ -58,13 +58,12 @@ func StartPeer(name, exe, root, workDir string, piHosts int, profile string) (*P
 		c.Close()
 	}
 	addr := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(port))
-	var argv []string
+	var argv, env []string
 	switch name {
 	case Netboot, Pin:
-		argv = []string{exe, "-serve", name, "-root", root, "-addr", addr.String(), "-pi-hosts", strconv.Itoa(piHosts)}
-		if profile != "" {
-			argv = append(argv, "-cpuprofile", profile)
-		}
+		argv = []string{exe}
+		env = []string{serveEnv + "=" + name, rootEnv + "=" + root, addrEnv + "=" + addr.String(),
+			piHostsEnv + "=" + strconv.Itoa(piHosts), profileEnv + "=" + profile}
 	case HPA:
 		argv = []string{"in.tftpd", "-L", "-s", root, "-a", addr.String()}
 	case Dnsmasq:
@@ -80,6 +79,7 @@ func StartPeer(name, exe, root, workDir string, piHosts int, profile string) (*P
 	}
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.Env = append(os.Environ(), env...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		logf.Close()

@@ -5,11 +5,13 @@ import (
 	"io"
 	"net/netip"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -75,8 +77,8 @@ type Result struct {
 func (r Result) MBps() float64 { return float64(r.Bytes) / r.Wall.Seconds() / 1e6 }
 
 // Run starts the tree and the servers, runs every scenario with the server
-// order rotated per repetition, and prints the table.
-func Run(o Options) error {
+// order rotated per repetition, prints the table and returns every run.
+func Run(o Options) ([]Result, error) {
 	o.defaults()
 	storm := o.StormClients
 	if o.NoStorm {
@@ -84,7 +86,7 @@ func Run(o Options) error {
 	}
 	tree, err := MakeTree(o.FileSize, storm, o.StormScale)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer func() {
 		if o.Profile {
@@ -94,6 +96,8 @@ func Run(o Options) error {
 		}
 	}()
 	fmt.Fprintf(o.Progress, "tree %s ready\n", tree.Root)
+	stopOnSignal(tree)
+	defer signal.Reset(os.Interrupt, syscall.SIGTERM)
 	var results []Result
 	scenarios := o.scenarios(storm)
 	for rep := 0; rep < o.Reps; rep++ {
@@ -102,7 +106,7 @@ func Run(o Options) error {
 			for _, name := range order {
 				r, err := runOne(o, tree, name, sc, storm)
 				if err != nil {
-					return err
+					return results, err
 				}
 				fmt.Fprintf(o.Progress, "%-28s %-8s %8.1f MB/s wall %6.2fs failed %d cpu %.2fs\n",
 					sc.name, name, r.MBps(), r.Wall.Seconds(), r.Failed, r.ServerCPU.Seconds())
@@ -114,7 +118,60 @@ func Run(o Options) error {
 	if o.Profile {
 		fmt.Fprintf(o.Out, "\nCPU profiles of our server: %s/profile-*.pprof (kept)\n", tree.Dir)
 	}
-	return nil
+	return results, nil
+}
+
+// Ratio returns our server's median advantage over peer in scenario:
+// throughput ratio, or for the storm completion-time ratio (>1: we are
+// faster). ok is false when either was not measured.
+func Ratio(results []Result, scenarioPrefix, peer string) (float64, bool) {
+	var ours, theirs []Result
+	for _, r := range results {
+		if !strings.HasPrefix(r.Scenario, scenarioPrefix) {
+			continue
+		}
+		switch r.Server {
+		case Netboot:
+			ours = append(ours, r)
+		case peer:
+			theirs = append(theirs, r)
+		}
+	}
+	o, ok1 := median(ours)
+	t, ok2 := median(theirs)
+	if !ok1 || !ok2 {
+		return 0, false
+	}
+	return o.MBps() / t.MBps(), true
+}
+
+var (
+	runningMu sync.Mutex
+	running   *Peer
+)
+
+func setRunning(p *Peer) {
+	runningMu.Lock()
+	running = p
+	runningMu.Unlock()
+}
+
+// stopOnSignal stops the server under test (by its PID) and removes the
+// tree when the benchmark is interrupted, then exits.
+func stopOnSignal(tree *Tree) {
+	ch := make(chan os.Signal, 1)
+	signal.Notify(ch, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		if _, ok := <-ch; !ok {
+			return
+		}
+		runningMu.Lock()
+		if running != nil {
+			running.Stop()
+		}
+		tree.Remove()
+		os.Exit(130)
+	}()
 }
 
 type scenario struct {
@@ -154,7 +211,8 @@ func runOne(o Options, tree *Tree, name string, sc scenario, storm int) (Result,
 	if err != nil {
 		return Result{}, err
 	}
-	defer peer.Stop()
+	setRunning(peer)
+	defer func() { setRunning(nil); peer.Stop() }()
 	cpu0 := peer.CPU()
 	var r Result
 	if sc.storm {

@@ -40,6 +40,29 @@ func benchConfig(root string, piHosts int) *config.Config {
 	return cfg
 }
 
+// Environment that makes a bench binary (test/tftpbench, or its test
+// binary under `make bench`) run one Go server instead: StartPeer re-runs
+// the current executable with it.
+const (
+	serveEnv   = "TFTPBENCH_SERVE"
+	rootEnv    = "TFTPBENCH_ROOT"
+	addrEnv    = "TFTPBENCH_ADDR"
+	piHostsEnv = "TFTPBENCH_PI_HOSTS"
+	profileEnv = "TFTPBENCH_CPUPROFILE"
+)
+
+// ServeFromEnv runs the server that TFTPBENCH_SERVE names, if set, until
+// SIGTERM; ok is false when the variable is not set. Call it first in
+// main (or TestMain) of every program that calls Run.
+func ServeFromEnv() (ok bool, err error) {
+	name := os.Getenv(serveEnv)
+	if name == "" {
+		return false, nil
+	}
+	n, _ := strconv.Atoi(os.Getenv(piHostsEnv))
+	return true, Serve(name, os.Getenv(addrEnv), os.Getenv(rootEnv), n, os.Getenv(profileEnv))
+}
+
 // Serve runs one Go server ("netboot" or "pin") on addr until SIGTERM.
 // It is what StartPeer runs in a child process.
 func Serve(name, addr, root string, piHosts int, cpuprofile string) error {

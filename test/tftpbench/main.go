@@ -26,13 +26,10 @@ func main() {
 }
 
 func run() error {
+	if served, err := bench.ServeFromEnv(); served {
+		return err
+	}
 	var (
-		serve      = flag.String("serve", "", "internal: run one Go server (netboot|pin) until SIGTERM")
-		root       = flag.String("root", "", "internal: TFTP root for -serve")
-		addr       = flag.String("addr", "", "internal: listen address for -serve")
-		piHosts    = flag.Int("pi-hosts", 0, "internal: Pi serials our server knows")
-		cpuprofile = flag.String("cpuprofile", "", "internal: write a CPU profile of -serve")
-
 		servers = flag.String("servers", "netboot,pin,hpa,dnsmasq", "servers to compare")
 		clients = flag.String("clients", "1,10,50", "concurrent clients of the throughput runs")
 		blksize = flag.String("blksize", "512,1468", "block sizes of the throughput runs")
@@ -45,9 +42,6 @@ func run() error {
 		profile = flag.Bool("profile", false, "CPU-profile our server in every run")
 	)
 	flag.Parse()
-	if *serve != "" {
-		return bench.Serve(*serve, *addr, *root, *piHosts, *cpuprofile)
-	}
 	exe, err := os.Executable()
 	if err != nil {
 		return err
@@ -60,9 +54,10 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	return bench.Run(bench.Options{Exe: exe, Servers: strings.Split(*servers, ","), Clients: cl, BlockSizes: bs,
+	_, err = bench.Run(bench.Options{Exe: exe, Servers: strings.Split(*servers, ","), Clients: cl, BlockSizes: bs,
 		FileSize: *size, Reps: *reps, StormClients: *storm, StormScale: *scale, NoStorm: *noStorm,
 		NoMatrix: *noMat, Profile: *profile, Out: os.Stdout, Progress: os.Stderr})
+	return err
 }
 
 func ints(s string) ([]int, error) {
