@@ -66,6 +66,10 @@ type Tracker struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+	// hooksCtx outlives ctx by up to closeGrace so that Close lets pending
+	// webhook deliveries finish.
+	hooksCtx    context.Context
+	hooksCancel context.CancelFunc
 
 	mu    sync.Mutex
 	hosts map[string]*hostState
@@ -88,12 +92,12 @@ type hostState struct {
 	report    *Report // current attempt; nil before the first
 	timer     clock.Timer
 	smokeStop context.CancelFunc
-	ring      []string        // last lines of the current boot
-	afterLeft int             // lines still to add to the last hit's excerpt
-	hitCount  map[string]int  // signature hits per name in this attempt
-	seen      map[string]bool // netconsole regexes seen in this attempt
+	ring      []string         // last lines of the current boot
+	afterLeft int              // lines still to add to the last hit's excerpt
+	hitCount  map[string]int   // signature hits per name in this attempt
+	seen      map[string]bool  // netconsole regexes seen in this attempt
 	watch     []*regexp.Regexp // the class's netconsole smoke regexes
-	expect    *Expectation    // announced reboot not answered yet
+	expect    *Expectation     // announced reboot not answered yet
 	expTimer  clock.Timer
 }
 
@@ -143,6 +147,7 @@ func New(ctx context.Context, cfg Config) (*Tracker, error) {
 	t.hooks = &notifier{hooks: cfg.Inventory.Webhooks, client: cfg.HTTPClient, attempts: cfg.WebhookAttempts,
 		backoff: orDefault(cfg.WebhookBackoff, DefaultWebhookBackoff), store: t.reports, log: t.log, m: t.m}
 	t.ctx, t.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	t.hooksCtx, t.hooksCancel = context.WithCancel(context.WithoutCancel(ctx))
 	if err := t.restore(ctx); err != nil {
 		t.cancel()
 		return nil, fmt.Errorf("new tracker: %w", err)
@@ -162,9 +167,21 @@ func (t *Tracker) Close() error {
 		stopTimer(hs.expTimer)
 	}
 	t.mu.Unlock()
-	t.hooks.wg.Wait()
+	done := make(chan struct{})
+	go func() { t.hooks.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(closeGrace):
+		t.log.Warn("tracker: webhook deliveries still pending at shutdown; giving up on them")
+		t.hooksCancel()
+		<-done
+	}
+	t.hooksCancel()
 	return nil
 }
+
+// closeGrace is how long Close waits for pending webhook deliveries.
+const closeGrace = 10 * time.Second
 
 // Catalogue returns the failure-signature catalogue in use.
 func (t *Tracker) Catalogue() *Catalogue { return t.cat }
@@ -369,7 +386,7 @@ func (t *Tracker) finished(ctx context.Context, r Report) {
 		}
 		t.log.Warn("boot: failed", fields...)
 	}
-	t.hooks.notify(t.ctx, r)
+	t.hooks.notify(t.hooksCtx, r)
 }
 
 // arm (re)starts the deadline of the attempt's current stage.
