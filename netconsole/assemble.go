@@ -402,14 +402,16 @@ func (a *Assembler) newSession(h *hostState, reason string) {
 // needed), emits the boot events and appends it to out.
 func (a *Assembler) emitLine(h *hostState, now time.Time, out *lineBuf, l store.LogLine, banner bool, reason string) {
 	a.checkTracker(h, now)
+	bannerDone := false
 	if !h.started {
-		a.openBoot(h, now, &l, reason)
+		bannerDone = a.openBoot(h, now, &l, banner, reason)
 	}
 	l.Time, l.Host, l.BootID = now, h.name, h.boot
 	if banner {
 		l.Flags |= store.LogFlagBanner
-		a.events.Emit(event.Event{Time: now, Host: h.name, BootID: h.boot, Kind: event.KernelBanner,
-			Stage: event.StageKernelUp, Message: l.Text})
+		if !bannerDone {
+			a.events.Emit(bannerEvent(h.name, now, l.Text, h.boot))
+		}
 	}
 	out.lines = append(out.lines, l)
 }
@@ -430,9 +432,16 @@ func (a *Assembler) checkTracker(h *hostState, now time.Time) {
 	}
 }
 
+func bannerEvent(host string, at time.Time, text string, boot int64) event.Event {
+	return event.Event{Time: at, Host: host, BootID: boot, Kind: event.KernelBanner, Stage: event.StageKernelUp, Message: text}
+}
+
 // openBoot decides the boot id for a new session and records the
-// KernelLine event for its first line (once per boot).
-func (a *Assembler) openBoot(h *hostState, now time.Time, first *store.LogLine, reason string) {
+// KernelLine event for its first line (once per boot). When that line is
+// the "Linux version" banner, the banner is recorded first: the tracker
+// opens a new attempt on it when the host rebooted without a DHCP it saw.
+// It reports whether it recorded the banner.
+func (a *Assembler) openBoot(h *hostState, now time.Time, first *store.LogLine, banner bool, reason string) bool {
 	if reason == "" {
 		reason = "first-line"
 	}
@@ -445,6 +454,15 @@ func (a *Assembler) openBoot(h *hostState, now time.Time, first *store.LogLine, 
 			}
 		}
 	}
+	bannerDone := false
+	if a.tracker != nil && banner {
+		e, err := a.tracker.Record(context.Background(), bannerEvent(h.name, now, first.Text, 0))
+		if err == nil && e.BootID != 0 {
+			target, h.trackerCur = e.BootID, e.BootID
+		}
+		bannerDone = err == nil
+		reason = "banner"
+	}
 	a.mu.Lock()
 	done := target != 0 && a.emitted[h.name] == target
 	a.mu.Unlock()
@@ -456,6 +474,7 @@ func (a *Assembler) openBoot(h *hostState, now time.Time, first *store.LogLine, 
 	a.mu.Lock()
 	a.emitted[h.name] = boot
 	a.mu.Unlock()
+	return bannerDone
 }
 
 func (a *Assembler) recordFirstLine(h *hostState, now time.Time, first *store.LogLine, reason string, target int64) int64 {

@@ -17,22 +17,33 @@ import (
 
 var t0 = time.Date(2026, 11, 26, 1, 0, 0, 0, time.UTC)
 
-// fakeTracker numbers boots globally, opens one per KernelLine that says a
-// new boot started, and lets tests open attempts as DHCP would.
+// fakeTracker numbers boots globally like internal/boot: a banner opens a
+// new attempt once the current one passed kernel-up; a first kernel line
+// opens one when there is none, or (the reason attribute, as proposed to
+// the tracker) when the stream itself shows a new boot. Tests open attempts
+// as DHCP would with open.
 type fakeTracker struct {
-	mu     sync.Mutex
-	next   int64
-	cur    map[string]int64
-	events []event.Event
+	mu       sync.Mutex
+	next     int64
+	cur      map[string]int64
+	kernelUp map[string]bool
+	events   []event.Event
 }
 
-func newFakeTracker() *fakeTracker { return &fakeTracker{next: 100, cur: map[string]int64{}} }
+func newFakeTracker() *fakeTracker {
+	return &fakeTracker{next: 100, cur: map[string]int64{}, kernelUp: map[string]bool{}}
+}
 
 func (f *fakeTracker) open(host string) int64 {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	return f.openLocked(host)
+}
+
+func (f *fakeTracker) openLocked(host string) int64 {
 	f.next++
 	f.cur[host] = f.next
+	f.kernelUp[host] = false
 	return f.next
 }
 
@@ -45,15 +56,15 @@ func (f *fakeTracker) Current(host string) (int64, bool) {
 
 func (f *fakeTracker) Record(_ context.Context, e event.Event) (event.Event, error) {
 	f.mu.Lock()
+	defer f.mu.Unlock()
 	id, ok := f.cur[e.Host]
-	f.mu.Unlock()
-	if !ok || (e.Attr("reason") != "tracker" && e.Attr("reason") != "first-line") {
-		id = f.open(e.Host)
+	restart := e.Kind == event.KernelBanner || e.Attr("reason") == "seq-reset" || e.Attr("reason") == "time-backwards"
+	if !ok || (restart && f.kernelUp[e.Host]) {
+		id = f.openLocked(e.Host)
 	}
+	f.kernelUp[e.Host] = true
 	e.BootID = id
-	f.mu.Lock()
 	f.events = append(f.events, e)
-	f.mu.Unlock()
 	return e, nil
 }
 
@@ -246,7 +257,7 @@ func TestBootEventsOncePerBoot(t *testing.T) {
 	now := t0
 	var out lineBuf
 	feed(a, h, &now, &out, "[    0.000000] Linux version 6.1\n", "[    1.0] a\n", "[    0.000000] Linux version 6.1\n", "[    1.0] b\n")
-	want := "[netconsole.first/101 netconsole.banner/101 netconsole.first/102 netconsole.banner/102]"
+	want := "[netconsole.banner/101 netconsole.first/101 netconsole.banner/102 netconsole.first/102]"
 	if got := fmt.Sprint(tr.kinds()); got != want {
 		t.Errorf("events = %s, want %s", got, want)
 	}

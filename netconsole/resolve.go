@@ -60,5 +60,7 @@ func (s *SeenAddrs) HostForIP(ip netip.Addr) (string, bool) {
 	return h, ok
 }
 
+const unknownPrefix = "unknown:"
+
 // UnknownHost is the host name given to datagrams from unknown sources.
-func UnknownHost(ip netip.Addr) string { return "unknown:" + ip.Unmap().String() }
+func UnknownHost(ip netip.Addr) string { return unknownPrefix + ip.Unmap().String() }

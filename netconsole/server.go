@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -98,6 +99,14 @@ type Deps struct {
 	Store    store.LogStore
 	Broker   *Broker
 	Metrics  *Metrics
+	// Observer gets every line of an inventory host (failure signatures,
+	// netconsole smoke checks); it must not block.
+	Observer LineObserver
+}
+
+// LineObserver is the tracker's line input (internal/boot.Tracker.ObserveLine).
+type LineObserver interface {
+	ObserveLine(host string, bootID int64, line string)
 }
 
 // Server is the netconsole collector.
@@ -367,6 +376,13 @@ func (s *Server) deliver(out *lineBuf) {
 		return
 	}
 	s.deps.Broker.Publish(out.lines)
+	if s.deps.Observer != nil {
+		for i := range out.lines {
+			if l := &out.lines[i]; !strings.HasPrefix(l.Host, unknownPrefix) {
+				s.deps.Observer.ObserveLine(l.Host, l.BootID, l.Text)
+			}
+		}
+	}
 	s.w.add(out.lines) // copies
 	clear(out.lines)
 	out.lines = out.lines[:0]
