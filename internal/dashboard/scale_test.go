@@ -158,4 +158,3 @@ func timeRenders(t *testing.T, h http.Handler, path string, n int) time.Duration
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
-

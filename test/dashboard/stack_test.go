@@ -78,6 +78,7 @@ type stack struct {
 	url     string
 	peer    net.Listener // the smoke checks' TCP peer
 	senders map[string]*net.UDPConn
+	sent    int // netconsole lines sent
 	// liveVia says which SSE stream the live view follows: "api" (the API's
 	// log route) or "broker" (this test's adapter over the collector's
 	// broker, while the API has no log stream).
@@ -255,6 +256,7 @@ func (s *stack) send(host, text string) {
 		select {
 		case l := <-sub.C:
 			if l.Text == text {
+				s.sent++
 				return
 			}
 		case <-timeout:
@@ -307,6 +309,21 @@ func (s *stack) play(steps []step) {
 			s.t.Fatalf("scenario step %d (%s %s %s): %v", i+1, st.Do, st.Host, st.Kind, err)
 		}
 	}
+	s.settle()
+}
+
+// settle lets the collector's flush timer run once, so that every line
+// received so far is in the store.
+func (s *stack) settle() {
+	s.clk.Advance(250 * time.Millisecond)
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		if st, err := s.db.LogStats(context.Background()); err == nil && st.Lines >= int64(s.sent) {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	s.t.Fatalf("the collector did not store the %d lines sent", s.sent)
 }
 
 // waitOutcome waits (in real time, up to 30 s) until host's newest boot
