@@ -1,28 +1,26 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
-	"net/http"
 	"net/url"
 	"strings"
 	"time"
 )
 
-// APIClient calls the host-bound netbootd endpoints nbinit uses.
+// APIClient calls the host-bound netbootd endpoints nbinit uses. It speaks
+// plain HTTP through httpPost (not net/http, which would pull TLS and
+// x509 into the initramfs and cost ~1 MiB).
 type APIClient struct {
-	Base string // http://ip:port
-	Host string
-	HTTP *http.Client
+	Base    string // http://ip:port
+	Host    string
+	Timeout time.Duration
 }
 
 // NewAPIClient returns a client with a bounded per-request timeout.
 func NewAPIClient(base, host string) *APIClient {
-	return &APIClient{Base: strings.TrimRight(base, "/"), Host: host, HTTP: &http.Client{Timeout: 30 * time.Second}}
+	return &APIClient{Base: strings.TrimRight(base, "/"), Host: host, Timeout: 30 * time.Second}
 }
 
 // StageReport is the body of POST /api/v1/hosts/{name}/stages.
@@ -122,22 +120,14 @@ func (c *APIClient) post(ctx context.Context, path string, body, out any) error 
 	if err != nil {
 		return fmt.Errorf("encode %s: %w", path, err)
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(b))
+	ctx, cancel := context.WithTimeout(ctx, c.Timeout)
+	defer cancel()
+	status, data, err := httpPost(ctx, u, "application/json", b)
 	if err != nil {
 		return fmt.Errorf("post %s: %w", path, err)
 	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := c.HTTP.Do(req)
-	if err != nil {
-		return fmt.Errorf("post %s: %w", path, err)
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil {
-		return fmt.Errorf("post %s: read answer: %w", path, err)
-	}
-	if resp.StatusCode/100 != 2 {
-		re := &RefusedError{Status: resp.StatusCode}
+	if status/100 != 2 {
+		re := &RefusedError{Status: status}
 		if json.Unmarshal(data, re) != nil || re.Err == "" {
 			re.Err = strings.TrimSpace(cut(string(data), 200))
 		}
@@ -159,4 +149,3 @@ func cut(s string, n int) string {
 	return s
 }
 
-var _ = errors.New

@@ -7,8 +7,6 @@ import (
 	"os/signal"
 	"time"
 
-	"go.uber.org/zap"
-	"go.uber.org/zap/zapcore"
 	"golang.org/x/sys/unix"
 
 	"netboot/internal/clock"
@@ -27,7 +25,6 @@ func main() {
 		Root:    DefaultRoot(),
 		Sys:     realSystem{},
 		Net:     realNetwork{ARPTable: "/proc/net/arp"},
-		Log:     consoleLogger(),
 		Clock:   clock.Real{},
 		Sleep:   sleepCtx,
 		Console: os.Stderr,
@@ -36,13 +33,6 @@ func main() {
 	err := n.Run(ctx)
 	n.Fail(ctx, err) // PID 1 must never exit
 	select {}
-}
-
-// consoleLogger logs debug detail to the console only; markers and
-// failures go to /dev/kmsg separately.
-func consoleLogger() *zap.Logger {
-	enc := zapcore.NewConsoleEncoder(zapcore.EncoderConfig{MessageKey: "msg", LevelKey: "", TimeKey: ""})
-	return zap.New(zapcore.NewCore(enc, zapcore.Lock(os.Stderr), zapcore.WarnLevel))
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) error {

@@ -10,7 +10,9 @@
 // retried with backoff until the deadline, then nbinit opens the rescue
 // shell, reboots or idles, as configured. PID 1 never exits.
 //
-// nbinit is pure Go (no cgo) and does not import rbd/. Everything it touches
+// nbinit is pure Go (no cgo) and does not import rbd/. It logs to /dev/kmsg
+// (which reaches the serial console and netconsole) rather than through zap,
+// and speaks HTTP without net/http: both keep the image small. Everything it touches
 // goes through Root (paths) and the System/Network interfaces so that tests
 // run every stage against a fake root under a temp dir.
 package main
@@ -24,8 +26,6 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
-
-	"go.uber.org/zap"
 
 	"netboot/initramfs/marker"
 	"netboot/internal/clock"
@@ -82,7 +82,6 @@ type Init struct {
 	Sys   System
 	Net   Network
 	API   *APIClient // set by the network stage (tests may preset one)
-	Log   *zap.Logger
 	Clock clock.Clock
 	// Sleep waits d or until ctx ends; tests advance a fake clock instead.
 	Sleep func(ctx context.Context, d time.Duration) error
@@ -198,7 +197,6 @@ func copyWith(m map[string]string, k, v string) map[string]string {
 
 // kmsg writes one line to /dev/kmsg (level notice), else to the console.
 func (n *Init) kmsg(line string) {
-	n.Log.Info(line)
 	f, err := os.OpenFile(filepath.Join(n.Root.Dev, "kmsg"), os.O_WRONLY|os.O_APPEND, 0)
 	if err == nil {
 		_, err = f.Write([]byte("<5>" + strings.TrimRight(line, "\n") + "\n"))

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -12,8 +13,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-
-	"go.uber.org/zap"
 
 	"netboot/initramfs/marker"
 	"netboot/internal/clock"
@@ -217,7 +216,7 @@ func newRig(t *testing.T) *rig {
 	k := &fakeKernel{t: t, root: root, carrier: true,
 		lease: Lease{Interface: "eth0", IP: "127.0.0.2/8", Router: "127.0.0.254", ServerID: "127.0.0.1"}}
 	fc := clock.NewFake(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
-	n := &Init{Root: root, Sys: k, Net: k, Log: zap.NewNop(), Clock: fc,
+	n := &Init{Root: root, Sys: k, Net: k, Clock: fc,
 		Sleep: func(_ context.Context, d time.Duration) error { fc.Advance(d); return nil }}
 	n.cfg.setDefaults()
 	return &rig{n: n, k: k, api: api, clock: fc}
@@ -305,11 +304,11 @@ func TestRunHappyPath(t *testing.T) {
 
 func TestRunFailures(t *testing.T) {
 	tests := []struct {
-		name      string
-		setup     func(*rig)
-		stage     string
-		cause     string
-		minTries  int
+		name     string
+		setup    func(*rig)
+		stage    string
+		cause    string
+		minTries int
 	}{
 		{"no carrier", func(r *rig) { r.k.carrier = false }, "network", "no carrier on eth0", 2},
 		{"dhcp timeout", func(r *rig) { r.k.dhcpErr = errors.New("no DHCP offer") }, "network", "no DHCP offer", 3},
@@ -415,4 +414,46 @@ func TestFailKeepsPID1(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestReadResponse(t *testing.T) {
+	tests := []struct {
+		name, in string
+		status   int
+		body     string
+		wantErr  string
+	}{
+		{"length", "HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\n{}", 200, "{}", ""},
+		{"until eof", "HTTP/1.1 409 Conflict\r\nContent-Type: application/json\r\n\r\n{\"error\":\"x\"}", 409, `{"error":"x"}`, ""},
+		{"chunked", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n", 0, "", "chunked"},
+		{"garbage", "SSH-2.0-OpenSSH\r\n", 0, "", "bad status line"},
+		{"short body", "HTTP/1.0 200 OK\r\nContent-Length: 10\r\n\r\n{}", 0, "", "read body"},
+		{"huge", "HTTP/1.0 200 OK\r\nContent-Length: 99999999\r\n\r\n", 0, "", "too large"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			status, body, err := readResponse(bufio.NewReader(strings.NewReader(tt.in)))
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err = %v, want %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil || status != tt.status || string(body) != tt.body {
+				t.Errorf("= %d %q %v", status, body, err)
+			}
+		})
+	}
+}
+
+func FuzzReadResponse(f *testing.F) {
+	f.Add("HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\n{}")
+	f.Add("HTTP/1.1 503 x\r\n\r\nbody")
+	f.Add("HTTP/1.1 200\r\nContent-Length: -1\r\n\r\n")
+	f.Fuzz(func(t *testing.T, in string) {
+		status, body, err := readResponse(bufio.NewReader(strings.NewReader(in)))
+		if err == nil && (status < 100 || len(body) > maxAnswer) {
+			t.Fatalf("accepted status %d body %d", status, len(body))
+		}
+	})
 }
