@@ -1,6 +1,33 @@
 package main
 
-import "context"
+import (
+	"context"
+	"fmt"
 
-// setupBoot wires the boot tracker (internal/boot). Owned by the outcomes part.
-func (d *daemon) setupBoot(context.Context) error { return nil }
+	"netboot/internal/api"
+	"netboot/internal/boot"
+)
+
+var _ api.BootService = (*boot.Tracker)(nil)
+
+// setupBoot wires the boot tracker (internal/boot): it becomes the event
+// sink every other part emits to (d.events) and the API's BootService.
+// Netconsole reaches its ObserveLine by asserting d.events to
+// netconsole.LineObserver. Owned by the outcomes part.
+func (d *daemon) setupBoot(ctx context.Context) error {
+	cfg := boot.Config{
+		Inventory: d.cfg, Store: d.store, Log: d.log.Named("boot"), Clock: d.clock, Metrics: d.registry,
+	}
+	if len(d.cfg.Ceph.Monitors) > 0 || d.cfg.Ceph.ConfFile != "" {
+		// ceph-osd-up smoke checks ask the cluster through the ceph CLI.
+		cfg.OSD = boot.CephCLI{Conf: d.cfg.Resolve(d.cfg.Ceph.ConfFile), Monitors: d.cfg.Ceph.Monitors, User: d.cfg.Ceph.User, Keyring: d.cfg.Resolve(d.cfg.Ceph.Keyring)}
+	}
+	tr, err := boot.New(ctx, cfg)
+	if err != nil {
+		return fmt.Errorf("start boot tracker: %w", err)
+	}
+	d.events = tr
+	d.apiDeps.Boots = tr
+	d.closers = append(d.closers, tr.Close)
+	return nil
+}

@@ -13,10 +13,11 @@ import (
 // (`ceph osd dump -f json`), for deployments and tests without the go-ceph
 // connection of the rbd part.
 type CephCLI struct {
-	Conf    string // ceph.conf; "" uses the CLI's default
-	User    string // client name without "client."; "" uses the CLI's default
-	Keyring string
-	Binary  string // default "ceph"
+	Conf     string   // ceph.conf; "" uses the CLI's default
+	Monitors []string // monitor addresses (-m); empty: from the conf
+	User     string   // client name without "client."; "" uses the CLI's default
+	Keyring  string
+	Binary   string // default "ceph"
 }
 
 // OSDUpIn implements OSDStatus.
@@ -28,6 +29,9 @@ func (c CephCLI) OSDUpIn(ctx context.Context, id int) (up, in bool, err error) {
 	args := []string{"--connect-timeout", "10"}
 	if c.Conf != "" {
 		args = append(args, "-c", c.Conf)
+	}
+	if len(c.Monitors) > 0 {
+		args = append(args, "-m", strings.Join(c.Monitors, ","))
 	}
 	if c.User != "" {
 		args = append(args, "--id", c.User)

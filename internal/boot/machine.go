@@ -115,13 +115,15 @@ func (r *Report) apply(ev event.Event) (advanced bool) {
 
 // failsBoot tells failure events that end the attempt from those that are
 // only recorded: missing files (the Pi firmware probes many), ignored DHCP,
-// and components that say they are retrying.
+// and components that say they are retrying (attrs retrying=true,
+// transient=true, or nbinit's retry_in).
 func failsBoot(ev event.Event) bool {
 	switch ev.Kind {
 	case event.FileFailed, event.DHCPIgnored, event.SmokeResult:
 		return false
 	}
-	return ev.Attr("retrying") != "true" && ev.Attr("transient") != "true"
+	// nbinit sets retry_in on a failed try it will retry.
+	return ev.Attr("retrying") != "true" && ev.Attr("transient") != "true" && ev.Attr("retry_in") == ""
 }
 
 // collect keeps the details an event carries for the report, whatever the

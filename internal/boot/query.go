@@ -133,3 +133,28 @@ func (t *Tracker) Wait(ctx context.Context, host string, since time.Time) (Repor
 		}
 	}
 }
+
+// WaitBoot blocks until boot id has a final outcome or ctx ends; on ctx's
+// end it returns the report as it is and ctx's error.
+func (t *Tracker) WaitBoot(ctx context.Context, id int64) (Report, error) {
+	for {
+		ch := t.changes()
+		r, err := t.Report(ctx, id)
+		if err != nil || r.Terminal() {
+			return r, err
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return r, ctx.Err()
+		}
+	}
+}
+
+// Deliveries returns recorded webhook deliveries, newest first.
+func (t *Tracker) Deliveries(ctx context.Context, failedOnly bool, limit int) ([]store.Delivery, error) {
+	if t.reports == nil {
+		return nil, nil
+	}
+	return t.reports.Deliveries(ctx, failedOnly, limit)
+}
