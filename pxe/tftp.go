@@ -78,6 +78,15 @@ type TFTPServer struct {
 	workers []*worker
 	next    atomic.Uint32
 
+	// active holds the transfers in progress by client endpoint and file.
+	// A second RRQ for the same file from the same endpoint before the
+	// client acknowledged anything is its retransmitted RRQ (our first
+	// packet was slow or lost): it must not start a second transfer that
+	// would later fail. Once the client has answered, a new RRQ is a new
+	// request (e.g. the Pi fetching the file it just probed).
+	activeMu sync.Mutex
+	active   map[activeKey]*activeEntry
+
 	closeOnce sync.Once
 	closed    chan struct{}
 	wg        sync.WaitGroup
@@ -120,7 +129,8 @@ func NewTFTP(cfg TFTPConfig, conn net.PacketConn, files *Artifacts, sink event.S
 		sink = event.Discard
 	}
 	s := &TFTPServer{cfg: cfg.withDefaults(), conn: conn, files: files, sink: sink,
-		log: log.Named("tftp"), clk: clk, metrics: newTFTPMetrics(reg), closed: make(chan struct{})}
+		log: log.Named("tftp"), clk: clk, metrics: newTFTPMetrics(reg), closed: make(chan struct{}),
+		active: map[activeKey]*activeEntry{}}
 	for i := 0; i < s.cfg.Workers; i++ {
 		w, err := newWorker(s)
 		if err != nil {
@@ -244,8 +254,45 @@ func (s *TFTPServer) handlePacket(p []byte, local netip.Addr, peer netip.AddrPor
 		s.metrics.requests.WithLabelValues("wrq", "refused").Inc()
 		s.refuse(local, peer, req, tftpErrAccess, "read-only server: write requests are refused", "refused", nil)
 	default:
-		go s.startRead(req, local, peer)
+		entry := s.claim(peer, req.Filename)
+		if entry == nil {
+			s.metrics.requests.WithLabelValues("rrq", "duplicate").Inc()
+			s.log.Debug("tftp: retransmitted request ignored; its transfer is running", zap.Stringer("client", peer),
+				zap.String("file", req.Filename))
+			return
+		}
+		go s.startRead(req, local, peer, entry)
 	}
+}
+
+type activeKey struct {
+	peer netip.AddrPort
+	file string
+}
+
+type activeEntry struct{ answered atomic.Bool }
+
+// claim registers a transfer of file to peer; nil when the request is a
+// retransmission of one whose client has not answered yet.
+func (s *TFTPServer) claim(peer netip.AddrPort, file string) *activeEntry {
+	s.activeMu.Lock()
+	defer s.activeMu.Unlock()
+	k := activeKey{peer, file}
+	if e := s.active[k]; e != nil && !e.answered.Load() {
+		return nil
+	}
+	e := &activeEntry{}
+	s.active[k] = e
+	return e
+}
+
+func (s *TFTPServer) release(peer netip.AddrPort, file string, e *activeEntry) {
+	s.activeMu.Lock()
+	k := activeKey{peer, file}
+	if s.active[k] == e {
+		delete(s.active, k)
+	}
+	s.activeMu.Unlock()
 }
 
 func opName(op byte) string {
@@ -256,7 +303,13 @@ func opName(op byte) string {
 }
 
 // startRead resolves the file and starts the transfer.
-func (s *TFTPServer) startRead(req tftpRequest, local netip.Addr, peer netip.AddrPort) {
+func (s *TFTPServer) startRead(req tftpRequest, local netip.Addr, peer netip.AddrPort, entry *activeEntry) {
+	started := false
+	defer func() {
+		if !started {
+			s.release(peer, req.Filename, entry)
+		}
+	}()
 	start := s.clk.Now()
 	art, err := s.files.Open(Request{Path: req.Filename, Client: peer.Addr()})
 	if err != nil {
@@ -288,9 +341,10 @@ func (s *TFTPServer) startRead(req tftpRequest, local netip.Addr, peer netip.Add
 		return
 	}
 	s.metrics.requests.WithLabelValues("rrq", "started").Inc()
-	t := &transfer{fd: fd, srv: s, peer: peer, req: req, art: art, data: data, size: size,
+	t := &transfer{fd: fd, srv: s, peer: peer, entry: entry, req: req, art: art, data: data, size: size,
 		blksize: neg.blksize, start: start, hostName: HostName(art.Host, peer.Addr()),
 		pkt: make([]byte, 4+neg.blksize)}
+	started = true // released by the transfer's finish
 	w := s.workers[s.pickWorker()]
 	w.add(t, neg.oack)
 }

@@ -193,6 +193,7 @@ type transfer struct {
 	srv      *TFTPServer
 	fd       int
 	peer     netip.AddrPort
+	entry    *activeEntry // answered once the client acknowledged something
 	req      tftpRequest
 	art      *Artifact
 	data     []byte // content in memory, or nil: read from art's file
@@ -238,6 +239,9 @@ func (t *transfer) onReadable(now time.Time) {
 	// ACK: ignore it, never answer it with a retransmit.
 	if p.Block != uint16(t.blockIdx) {
 		return
+	}
+	if t.blockIdx <= 1 {
+		t.entry.answered.Store(true)
 	}
 	if t.lastBlock {
 		t.finish(now, "ok", "")
@@ -303,6 +307,7 @@ func (t *transfer) finish(now time.Time, result, why string) {
 	}
 	unix.Close(t.fd)
 	t.art.Close()
+	t.srv.release(t.peer, t.req.Filename, t.entry)
 	t.srv.recordTransfer(t, now, result, why)
 }
 

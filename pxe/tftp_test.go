@@ -406,3 +406,29 @@ func TestTFTPRetransmitOnlyAfterTimeout(t *testing.T) {
 		t.Fatalf("retransmits metric %v, want 2", got)
 	}
 }
+
+// TestTFTPRetransmittedRRQ: a client that resends its RRQ before it saw
+// our OACK gets one transfer, not two (the second would fail later and put
+// a false failure on the boot timeline).
+func TestTFTPRetransmittedRRQ(t *testing.T) {
+	fx := startTFTP(t, TFTPConfig{}, clock.Real{})
+	c := newTFTPRawClient(t, fx.addr, 60)
+	req := tftpRRQ(opRRQ, "rpi4/fixup4.dat", "octet", "tsize", "0")
+	c.request(req)
+	c.request(req)
+	first := c.mustRecv()
+	if p, err := c.recv(300 * time.Millisecond); err == nil {
+		t.Fatalf("second transfer started: %x", p)
+	}
+	if got := string(c.fetch(first, 512)); got != "fixup" {
+		t.Fatalf("got %q", got)
+	}
+	evs := fx.events.waitFor(t, 1)
+	time.Sleep(100 * time.Millisecond)
+	if evs = fx.events.all(); len(evs) != 1 || evs[0].Attr("outcome") != "ok" {
+		t.Fatalf("events %+v, want one ok fetch", evs)
+	}
+	if got := testutil.ToFloat64(fx.srv.metrics.requests.WithLabelValues("rrq", "duplicate")); got != 1 {
+		t.Fatalf("duplicate metric %v", got)
+	}
+}
