@@ -11,12 +11,25 @@ type Netconsole struct {
 	Retention Duration `yaml:"retention"`
 	// MaxBytes bounds stored log text in total. Default 1 GiB.
 	MaxBytes int64 `yaml:"max_bytes"`
+	// Sockets is the number of SO_REUSEPORT sockets (and reader
+	// goroutines) on Listen. Default 2.
+	Sockets int `yaml:"sockets"`
+	// RcvBuf is each socket's receive buffer in bytes (set with
+	// SO_RCVBUFFORCE as root, so net.core.rmem_max does not cap it).
+	// Default 4 MiB.
+	RcvBuf int `yaml:"rcvbuf"`
 }
 
 func (n *Netconsole) validate(v scope) {
 	validateListen(v.at("listen"), n.Listen)
 	if n.MaxBytes < 0 {
 		v.at("max_bytes").errorf("must not be negative")
+	}
+	if n.Sockets < 0 || n.Sockets > 64 {
+		v.at("sockets").errorf("must be between 0 (default) and 64")
+	}
+	if n.RcvBuf < 0 {
+		v.at("rcvbuf").errorf("must not be negative")
 	}
 }
 
