@@ -19,7 +19,7 @@ func HostCaps(img Image, imageID string) (Caps, error) {
 		}
 	}
 	p := "pool=" + img.Pool
-	osd := fmt.Sprintf("allow rx %[1]s object_prefix rbd_id.%[2]s, allow rwx %[1]s object_prefix rbd_header.%[3]s, "+
+	osd := fmt.Sprintf("allow rx %[1]s object_prefix rbd_info, allow rx %[1]s object_prefix rbd_id.%[2]s, allow rwx %[1]s object_prefix rbd_header.%[3]s, "+
 		"allow rwx %[1]s object_prefix rbd_data.%[3]s, allow rwx %[1]s object_prefix rbd_object_map.%[3]s", p, img.Name, imageID)
 	return Caps{"mon": "profile rbd", "osd": osd}, nil
 }

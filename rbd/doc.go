@@ -43,5 +43,8 @@
 // admin connection (Cluster.HostKey). Its caps are limited to that host's
 // image: mon "profile rbd" (the kernel may blocklist a dead owner itself)
 // and osd rwx only on the object prefixes of that one image (rbd_id.<name>,
-// rbd_header.<id>, rbd_data.<id>, rbd_object_map.<id>). See HostCaps.
+// rbd_header.<id>, rbd_data.<id>, rbd_object_map.<id>), plus read of the
+// pool's rbd_info (librbd reads pool settings there on open). The key is
+// returned by root/prepare to the host only, over the host-bound call; a
+// leaked key opens that one image and nothing else. See HostCaps.
 package rbd

@@ -33,6 +33,7 @@ type Cluster struct {
 	connecting chan struct{} // closed when the running connect attempt ends
 	connErr    error
 	closed     bool
+	ids        map[rbd.Image]string
 }
 
 var _ rbd.Cluster = (*Cluster)(nil)
@@ -40,7 +41,7 @@ var _ rbd.Cluster = (*Cluster)(nil)
 // New returns a Cluster; it connects on first use.
 func New(cfg Config, log *zap.Logger) *Cluster {
 	cfg.setDefaults()
-	return &Cluster{cfg: cfg, log: log}
+	return &Cluster{cfg: cfg, log: log, ids: map[rbd.Image]string{}}
 }
 
 // Close shuts the connection down.
@@ -211,46 +212,80 @@ func (c *Cluster) withImage(ctx context.Context, what string, img rbd.Image, rea
 	})
 }
 
-// LockOwners calls rbd_lock_get_owners.
-func (c *Cluster) LockOwners(ctx context.Context, img rbd.Image) ([]rbd.LockOwner, error) {
-	var owners []rbd.LockOwner
-	err := c.withImage(ctx, "lock owners", img, true, func(im *cephrbd.Image) error {
-		os, err := im.LockGetOwners()
+// rbdLockName is the cls_lock name librbd and krbd use on the image
+// header for the exclusive-lock feature.
+const rbdLockName = "rbd_lock"
+
+// headerLockers reads the header's cls_lock with rados_list_lockers on
+// rbd_header.<id>. This is what rbd_lock_get_owners and rbd_list_lockers
+// read, without opening the image read-write (which registers a watch and
+// was seen to block for the stale watcher's 30 s) and without librbd's
+// per-handle cache.
+func (c *Cluster) headerLockers(ctx context.Context, img rbd.Image) (*rados.LockInfo, string, error) {
+	id, err := c.ImageID(ctx, img)
+	if err != nil {
+		return nil, "", err
+	}
+	oid := "rbd_header." + id
+	var info *rados.LockInfo
+	err = c.do(ctx, "list lockers of "+img.String(), func(conn *rados.Conn) error {
+		ioctx, err := conn.OpenIOContext(img.Pool)
 		if err != nil {
-			return mapErr(err)
+			return fmt.Errorf("open pool: %w", mapErr(err))
 		}
-		for _, o := range os {
-			a, err := rbd.ParseAddr(o.Owner)
-			if err != nil {
-				return err
-			}
-			owners = append(owners, rbd.LockOwner{Addr: a, Exclusive: o.Mode == cephrbd.LockModeExclusive})
-		}
-		return nil
+		defer ioctx.Destroy()
+		info, err = ioctx.ListLockers(oid, rbdLockName)
+		return mapErr(err)
 	})
-	return owners, err
+	if errors.Is(err, rbd.ErrNotFound) {
+		c.mu.Lock()
+		delete(c.ids, img) // re-created image: new id next time
+		c.mu.Unlock()
+	}
+	return info, oid, err
 }
 
-// Lockers calls rbd_list_lockers on a fresh handle (the result is cached
-// per handle).
+// LockOwners returns the exclusive-lock owners from the header's lockers
+// (rados_list_lockers; the same data rbd_lock_get_owners returns).
+func (c *Cluster) LockOwners(ctx context.Context, img rbd.Image) ([]rbd.LockOwner, error) {
+	info, _, err := c.headerLockers(ctx, img)
+	if err != nil || info == nil {
+		return nil, err
+	}
+	var owners []rbd.LockOwner
+	for _, s := range info.Addrs {
+		a, err := rbd.ParseAddr(s)
+		if err != nil {
+			return nil, fmt.Errorf("lock owners of %s: %w", img, err)
+		}
+		owners = append(owners, rbd.LockOwner{Addr: a, Exclusive: info.Exclusive})
+	}
+	return owners, nil
+}
+
+// Lockers returns the header's lock tag and lockers (rados_list_lockers).
 func (c *Cluster) Lockers(ctx context.Context, img rbd.Image) (rbd.Lockers, error) {
 	var l rbd.Lockers
-	err := c.withImage(ctx, "list lockers", img, true, func(im *cephrbd.Image) error {
-		tag, lockers, err := im.ListLockers()
+	info, _, err := c.headerLockers(ctx, img)
+	if err != nil || info == nil {
+		return l, err
+	}
+	l.Tag = strings.TrimRight(info.Tag, "\x00")
+	for i := range info.Addrs {
+		a, err := rbd.ParseAddr(info.Addrs[i])
 		if err != nil {
-			return mapErr(err)
+			return l, fmt.Errorf("lockers of %s: %w", img, err)
 		}
-		l.Tag = strings.TrimRight(tag, "\x00") // go-ceph keeps the C NUL
-		for _, lk := range lockers {
-			a, err := rbd.ParseAddr(lk.Addr)
-			if err != nil {
-				return err
-			}
-			l.Lockers = append(l.Lockers, rbd.Locker{Client: lk.Client, Cookie: lk.Cookie, Addr: a})
+		lk := rbd.Locker{Addr: a}
+		if i < len(info.Clients) {
+			lk.Client = info.Clients[i]
 		}
-		return nil
-	})
-	return l, err
+		if i < len(info.Cookies) {
+			lk.Cookie = info.Cookies[i]
+		}
+		l.Lockers = append(l.Lockers, lk)
+	}
+	return l, nil
 }
 
 // Watchers calls rbd_watchers_list and leaves out this connection's own.
@@ -327,22 +362,65 @@ func (c *Cluster) MonCommand(ctx context.Context, cmd []byte) ([]byte, error) {
 	return c.monCommand(ctx, "mon command", cmd)
 }
 
-// BreakLock calls rbd_lock_break(RBD_LOCK_MODE_EXCLUSIVE, owner).
+// BreakLock breaks owner's exclusive lock with rados_break_lock on
+// rbd_header.<id> (lock "rbd_lock", the owner's client and cookie), as
+// rbd_lock_break and krbd do; it does not blocklist (the executor does,
+// first). ErrBusy when owner does not hold the lock.
 func (c *Cluster) BreakLock(ctx context.Context, img rbd.Image, owner rbd.Addr) error {
-	return c.withImage(ctx, "break lock of "+owner.String()+" on", img, false, func(im *cephrbd.Image) error {
-		return mapErr(im.LockBreak(cephrbd.LockModeExclusive, owner.String()))
+	info, oid, err := c.headerLockers(ctx, img)
+	if err != nil {
+		return err
+	}
+	client, cookie := "", ""
+	for i := range info.Addrs {
+		if a, err := rbd.ParseAddr(info.Addrs[i]); err == nil && a == owner && i < len(info.Clients) && i < len(info.Cookies) {
+			client, cookie = info.Clients[i], info.Cookies[i]
+		}
+	}
+	if client == "" {
+		return fmt.Errorf("break lock of %s on %s: %w", owner, img, rbd.ErrBusy)
+	}
+	return c.do(ctx, "break lock of "+owner.String()+" on "+img.String(), func(conn *rados.Conn) error {
+		ioctx, err := conn.OpenIOContext(img.Pool)
+		if err != nil {
+			return fmt.Errorf("open pool: %w", mapErr(err))
+		}
+		defer ioctx.Destroy()
+		ret, err := ioctx.BreakLock(oid, rbdLockName, client, cookie)
+		if err != nil {
+			return mapErr(err)
+		}
+		if ret == -int(syscall.ENOENT) {
+			return rbd.ErrBusy
+		}
+		if ret < 0 {
+			return fmt.Errorf("rados_break_lock: %w", syscall.Errno(-ret))
+		}
+		return nil
 	})
 }
 
-// ImageID calls rbd_get_id.
+// ImageID calls rbd_get_id on a read-only handle; ids are cached per
+// image (they change only when an image is re-created: ENOENT drops it).
 func (c *Cluster) ImageID(ctx context.Context, img rbd.Image) (string, error) {
-	var id string
+	c.mu.Lock()
+	id, ok := c.ids[img]
+	c.mu.Unlock()
+	if ok {
+		return id, nil
+	}
 	err := c.withImage(ctx, "image id", img, true, func(im *cephrbd.Image) error {
 		var err error
 		id, err = im.GetId()
 		return mapErr(err)
 	})
-	return id, err
+	if err != nil {
+		return "", err
+	}
+	c.mu.Lock()
+	c.ids[img] = id
+	c.mu.Unlock()
+	return id, nil
 }
 
 // HostKey runs `auth get-or-create ENTITY CAPS…`; when the entity exists

@@ -6,8 +6,6 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
-	"os"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -19,56 +17,23 @@ import (
 	"netboot/test/cephlab"
 )
 
-// One cluster serves every test of the package (bootstrap ~2-5 s); tests
-// use their own images and their own host IPs (127.0.0.x) so that their
-// lock and blocklist states never meet. A test that stops Ceph starts its
-// own cluster.
-var (
-	sharedOnce sync.Once
-	shared     *cephlab.Cluster
-	sharedErr  error
-	imageSeq   atomic.Int32
-)
+var imageSeq atomic.Int32
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if shared != nil {
-		if err := shared.Stop(); err != nil {
-			fmt.Fprintln(os.Stderr, "cephlab stop:", err)
-		}
-		os.RemoveAll(shared.Dir())
-	}
-	os.Exit(code)
+// env is one cluster in a private network: simulated hosts live in their
+// own namespaces (own IPs), the code under test reaches Ceph from the
+// test's namespace (another IP), as netbootd does in production.
+type env struct {
+	net *cephlab.Net
+	lab *cephlab.Cluster
+	cl  *Cluster
 }
 
-// lab returns the shared cluster, starting it on first use.
-func lab(t testing.TB) *cephlab.Cluster {
+func newEnv(t *testing.T, timeout time.Duration) *env {
 	t.Helper()
 	testenvTools(t)
-	sharedOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "rbd-goceph-lab-")
-		if err != nil {
-			sharedErr = err
-			return
-		}
-		c, err := cephlab.New(cephlab.Config{Dir: dir})
-		if err != nil {
-			sharedErr = err
-			return
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-		defer cancel()
-		if err := c.Bootstrap(ctx); err != nil {
-			_ = c.Stop()
-			sharedErr = fmt.Errorf("%w\n%s", err, c.LogTail())
-			return
-		}
-		shared = c
-	})
-	if sharedErr != nil {
-		t.Fatalf("shared ceph lab: %v", sharedErr)
-	}
-	return shared
+	n := cephlab.NewNet(t)
+	lab := cephlab.StartInNet(t, n)
+	return &env{net: n, lab: lab, cl: admin(t, lab, timeout)}
 }
 
 // newImage creates a fresh root image for one test.
@@ -111,3 +76,37 @@ func ctxT(t testing.TB, d time.Duration) context.Context {
 	t.Cleanup(cancel)
 	return ctx
 }
+
+// holder starts a lock holder for img in the host namespace of octet.
+func (e *env) holder(t testing.TB, img rbd.Image, octet int, timeout time.Duration) (*cephlab.Holder, string) {
+	t.Helper()
+	ns, ip := e.net.Host(t, octet)
+	h, err := e.lab.StartHolder(t, cephlab.HolderConfig{Pool: img.Pool, Image: img.Name, NetNS: ns}, timeout)
+	if err != nil {
+		t.Fatalf("holder on %s: %v", ip, err)
+	}
+	return h, ip
+}
+
+// owner is the lock owner as the rbd CLI sees it ("" when unlocked).
+func (e *env) owner(t testing.TB, img rbd.Image) string {
+	t.Helper()
+	o, err := e.lab.LockOwnerCLI(ctxT(t, 30*time.Second), img.Pool, img.Name)
+	if err != nil {
+		t.Fatalf("rbd lock ls: %v", err)
+	}
+	return o
+}
+
+func kinds(p rbd.Plan) []rbd.ActionKind {
+	var k []rbd.ActionKind
+	for _, a := range p.Actions {
+		k = append(k, a.Kind)
+	}
+	return k
+}
+
+// callTimeout bounds each Ceph call in the tests: generous, because the
+// test machine is shared (load 10+ on 2 cores is normal); the bound itself
+// is tested with a dead cluster in TestCephDown.
+const callTimeout = 20 * time.Second

@@ -16,8 +16,11 @@ import (
 // Mon command bodies and output parsers. They are pure Go (no cgo) so that
 // they are unit- and fuzz-tested without a cluster.
 
+// blocklistJSON is one entry: exact entries carry "addr", range entries
+// (Pacific 16.2.15) "range" ("127.0.9.0:0/24").
 type blocklistJSON struct {
 	Addr  string `json:"addr"`
+	Range string `json:"range"`
 	Until string `json:"until"`
 }
 
@@ -26,7 +29,8 @@ const cephTime = "2006-01-02T15:04:05.999999-0700"
 
 // parseBlocklist decodes the output of {"prefix":"osd blocklist ls",
 // "format":"json"}. Pacific prints two concatenated JSON arrays: exact
-// entries, then range entries ("cidr:127.0.0.0:0/31").
+// entries ({"addr":"ip:port/nonce","until":…}), then range entries
+// ({"range":"127.0.9.0:0/24","until":…}).
 func parseBlocklist(out []byte) ([]rbd.BlocklistEntry, error) {
 	dec := json.NewDecoder(bytes.NewReader(out))
 	var entries []rbd.BlocklistEntry
@@ -58,8 +62,12 @@ func parseBlocklistEntry(r blocklistJSON, rangePart bool) (rbd.BlocklistEntry, e
 		}
 		e.Until = t
 	}
-	if rangePart || strings.HasPrefix(r.Addr, "cidr:") {
-		p, err := rbd.ParseRange(r.Addr)
+	if r.Range != "" || rangePart || strings.HasPrefix(r.Addr, "cidr:") {
+		s := r.Range
+		if s == "" {
+			s = r.Addr
+		}
+		p, err := rbd.ParseRange(s)
 		if err != nil {
 			return e, err
 		}

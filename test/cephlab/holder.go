@@ -239,10 +239,15 @@ type BenchWriter struct {
 
 // StartRbdBench starts a long `rbd bench --io-type write` on pool/image
 // (a plain librbd writer; kill it with Kill to make a stale lock).
-func (c *Cluster) StartRbdBench(t testing.TB, pool, image string) *BenchWriter {
+// netns, when set, is a simulated host's namespace.
+func (c *Cluster) StartRbdBench(t testing.TB, netns, pool, image string) *BenchWriter {
 	t.Helper()
-	cmd := c.command(context.Background(), "rbd", "-c", c.ConfPath, "bench", "--io-type", "write", "--io-size", "4K",
-		"--io-threads", "1", "--io-total", "10G", "--io-pattern", "rand", pool+"/"+image)
+	argv := []string{"rbd", "-c", c.ConfPath, "bench", "--io-type", "write", "--io-size", "4K",
+		"--io-threads", "1", "--io-total", "10G", "--io-pattern", "rand", pool + "/" + image}
+	cmd := c.command(context.Background(), argv...)
+	if netns != "" {
+		cmd = exec.Command("ip", append([]string{"netns", "exec", netns}, argv...)...)
+	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("cephlab: start rbd bench: %v", err)
