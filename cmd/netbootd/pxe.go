@@ -98,7 +98,28 @@ func (d *daemon) setupDHCP(inv *pxe.Inventory, leases *pxe.Leases) error {
 				return err
 			}
 		}
+		if dc.RouterAdvert {
+			if err := d.addRouterAdvertiser(ifname); err != nil {
+				return err
+			}
+		}
 	}
+	return nil
+}
+
+// addRouterAdvertiser sends IPv6 router advertisements on ifname
+// (dhcp.router_advert) so that iPXE does not wait for IPv6.
+func (d *daemon) addRouterAdvertiser(ifname string) error {
+	conn, err := pxe.ListenRA()
+	if err != nil {
+		return fmt.Errorf("router advertisements on %s: %w", ifname, err)
+	}
+	ra, err := pxe.NewRA(pxe.RAConfig{Interface: ifname}, conn, pxe.RADeps{Log: d.log.Named("ra"), Clock: d.clock, Registerer: d.registry})
+	if err != nil {
+		conn.Close()
+		return err
+	}
+	d.services = append(d.services, service{name: "ra " + ifname, serve: ra.Serve, close: ra.Close})
 	return nil
 }
 

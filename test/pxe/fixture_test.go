@@ -166,6 +166,28 @@ func (b *bootServers) startDHCP(t *testing.T, mode string, httpURL string) *pxe.
 	return leases
 }
 
+// startRA advertises a ULA prefix on the bridge so that iPXE does not wait
+// ~20 s for IPv6 autoconfiguration (dhcp.router_advert).
+func (b *bootServers) startRA(t *testing.T) {
+	t.Helper()
+	var ra *pxe.RouterAdvertiser
+	err := b.ns.Do(func() error {
+		conn, err := pxe.ListenRA()
+		if err != nil {
+			return err
+		}
+		ra, err = pxe.NewRA(pxe.RAConfig{Interface: b.ns.BridgeDev}, conn, pxe.RADeps{Log: b.log.Named("ra"), Registerer: b.reg})
+		if err != nil {
+			conn.Close()
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatalf("router advertiser in %s: %v", b.ns.Name, err)
+	}
+	serve(t, "ra", ra)
+}
+
 // startFileServers starts TFTP (port 69) and HTTP (port 8080) on the
 // bridge address and returns the HTTP base URL.
 func (b *bootServers) startFileServers(t *testing.T, leases *pxe.Leases) string {
