@@ -54,6 +54,11 @@ type Request struct {
 	DryRun bool
 }
 
+func (r Request) input(obs Observation) Input {
+	return Input{Host: r.Host, Image: r.Image, HostIP: r.HostIP, Booting: r.Booting,
+		CallerIP: r.CallerIP, Recorded: r.Recorded, Observed: obs, Policy: r.Policy}
+}
+
 // Step is one executed action and how its verification went.
 type Step struct {
 	Action   Action        `json:"action"`
@@ -127,7 +132,7 @@ func (e *Executor) Prepare(ctx context.Context, req Request) (Result, error) {
 		return e.finish(res, req, fmt.Errorf("%w %s: waiting for another prepare of %s: %w", ErrPrepare, req.Host, req.Image, err))
 	}
 	defer func() { <-s.sem }()
-	if !req.DryRun && req.BootID != 0 && s.last != nil && s.last.BootID == req.BootID {
+	if !req.DryRun && req.BootID != 0 && s.last != nil && s.last.BootID == req.BootID && checkCaller(req.input(Observation{})) == nil {
 		r := *s.last
 		r.Reused = true
 		e.log.Info("rbd prepare reused", zap.String("host", req.Host), zap.Int64("boot", req.BootID), zap.String("image", req.Image.String()))
@@ -138,8 +143,7 @@ func (e *Executor) Prepare(ctx context.Context, req Request) (Result, error) {
 	if err != nil {
 		return e.finish(res, req, fmt.Errorf("%w %s: observe %s: %w", ErrPrepare, req.Host, req.Image, err))
 	}
-	res.Plan = Decide(Input{Host: req.Host, Image: req.Image, HostIP: req.HostIP, Booting: req.Booting,
-		CallerIP: req.CallerIP, Recorded: req.Recorded, Observed: obs, Policy: req.Policy})
+	res.Plan = Decide(req.input(obs))
 	if res.Plan.Refused() || req.DryRun {
 		return e.finish(res, req, nil)
 	}

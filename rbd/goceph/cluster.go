@@ -79,7 +79,7 @@ func (c *Cluster) connection(ctx context.Context) (*rados.Conn, error) {
 	select {
 	case <-wait:
 	case <-ctx.Done():
-		return nil, fmt.Errorf("connect to ceph (monitors %v): %w: %w", c.cfg.Monitors, rbd.ErrUnavailable, ctx.Err())
+		return nil, fmt.Errorf("connect to ceph (%s): %w: %w", c.where(), rbd.ErrUnavailable, ctx.Err())
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -107,6 +107,14 @@ func (c *Cluster) connect(done chan struct{}) {
 	c.log.Info("ceph connected", zap.Strings("monitors", c.cfg.Monitors), zap.Stringer("self", self))
 }
 
+// where names the cluster in errors: its monitors or its conf file.
+func (c *Cluster) where() string {
+	if len(c.cfg.Monitors) > 0 {
+		return "monitors " + strings.Join(c.cfg.Monitors, ",")
+	}
+	return "conf " + c.cfg.ConfFile
+}
+
 // dial makes a new connection (rados_create2, rados_conf_*, rados_connect).
 func (c *Cluster) dial() (*rados.Conn, rbd.Addr, error) {
 	conn, err := rados.NewConnWithUser(c.cfg.User)
@@ -119,7 +127,7 @@ func (c *Cluster) dial() (*rados.Conn, rbd.Addr, error) {
 	}
 	if err := conn.Connect(); err != nil {
 		conn.Shutdown()
-		return nil, rbd.Addr{}, fmt.Errorf("connect to ceph (monitors %v): %w", c.cfg.Monitors, mapConnectErr(err))
+		return nil, rbd.Addr{}, fmt.Errorf("connect to ceph (%s): %w", c.where(), mapConnectErr(err))
 	}
 	addrs, err := conn.GetAddrs() // rados_getaddrs
 	if err != nil {
