@@ -211,7 +211,7 @@ func (s *DHCPServer) addBoot(d decision, req *dhcpv4.DHCPv4, c Client, h *config
 		r.UpdateOption(dhcpv4.OptGeneric(dhcpv4.OptionVendorSpecificInformation, raspberryPiOpt43))
 		d.reason = "rpi"
 	case ClientIPXE:
-		d.file = s.scriptURL(d.host, h)
+		d.file = s.scriptURL(d.host, h, req.ClientHWAddr)
 		r.UpdateOption(dhcpv4.OptGeneric(dhcpv4.GenericOptionCode(optIPXEEncap), ipxeNoPXEDHCP))
 		d.reason = "ipxe-script"
 	case ClientHTTPX64, ClientHTTPARM64:
@@ -281,12 +281,32 @@ func (s *DHCPServer) firmwareFile(k ClientKind) string {
 	return ""
 }
 
-// scriptURL is where iPXE fetches the host's script.
-func (s *DHCPServer) scriptURL(name string, h *config.Host) string {
+// scriptURL is where iPXE fetches the host's script; an unknown client
+// (unknown: boot) is named by its MAC (see UnknownHostName).
+func (s *DHCPServer) scriptURL(name string, h *config.Host, mac net.HardwareAddr) string {
 	if h == nil {
-		name = "unknown"
+		name = UnknownHostName(mac)
 	}
 	return strings.TrimRight(s.cfg.HTTPURL, "/") + "/boot/" + name + ".ipxe"
+}
+
+// UnknownHostName is the script name of a client the inventory does not
+// know, when dhcp.unknown is "boot": "mac-" and its MAC with dashes.
+func UnknownHostName(mac net.HardwareAddr) string {
+	return "mac-" + strings.ReplaceAll(mac.String(), ":", "-")
+}
+
+// parseUnknownHostName is UnknownHostName's inverse.
+func parseUnknownHostName(name string) (net.HardwareAddr, bool) {
+	rest, ok := strings.CutPrefix(name, "mac-")
+	if !ok {
+		return nil, false
+	}
+	mac, err := net.ParseMAC(strings.ReplaceAll(rest, "-", ":"))
+	if err != nil || len(mac) != 6 || UnknownHostName(mac) != name {
+		return nil, false
+	}
+	return mac, true
 }
 
 // newReply starts a reply of type mt with our server identifier.

@@ -143,15 +143,19 @@ func variant(t testing.TB, b []byte, mac string, del []uint8, set map[uint8][]by
 	return m.ToBytes()
 }
 
-func newTestServer(t testing.TB, mode string, proxyPort bool, sink event.Sink, reg prometheus.Registerer) *DHCPServer {
+func newTestServer(t testing.TB, mode string, proxyPort bool, sink event.Sink, reg prometheus.Registerer, opts ...func(*DHCPConfig)) *DHCPServer {
 	t.Helper()
 	cfg := testConfig(t)
 	inv := NewInventory(cfg)
-	s, err := NewDHCP(DHCPConfig{
+	dc := DHCPConfig{
 		Mode: mode, ProxyPort: proxyPort, Interface: "nbpxe0", ServerIP: netip.MustParseAddr("10.99.0.1"),
 		HTTPURL: "http://10.99.0.1:8080", Netmask: netip.MustParseAddr("255.255.255.0"),
 		Router: netip.MustParseAddr("10.99.0.254"), DNS: []netip.Addr{netip.MustParseAddr("10.99.0.53")},
-	}, discardConn{}, DHCPDeps{Inventory: inv, Sink: sink, Registerer: reg,
+	}
+	for _, o := range opts {
+		o(&dc)
+	}
+	s, err := NewDHCP(dc, discardConn{}, DHCPDeps{Inventory: inv, Sink: sink, Registerer: reg,
 		Clock: clock.NewFake(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))})
 	if err != nil {
 		t.Fatalf("new dhcp: %v", err)
@@ -195,42 +199,47 @@ func TestDHCPDecisions(t *testing.T) {
 	}
 
 	tests := []struct {
-		name      string
-		mode      string
-		proxyPort bool
-		pkt       []byte
+		name        string
+		mode        string
+		proxyPort   bool
+		pkt         []byte
+		unknownBoot bool
 	}{
-		{"full-ipxe-discover", config.DHCPFull, false, ipxeDisc},
-		{"full-ipxe-request", config.DHCPFull, false, ipxeReq},
-		{"full-udhcpc-discover", config.DHCPFull, false, udhcpDisc},
-		{"full-udhcpc-request", config.DHCPFull, false, udhcpReq},
-		{"full-bios-discover", config.DHCPFull, false, biosDisc},
-		{"full-uefi-x64-discover", config.DHCPFull, false, uefiDisc},
-		{"full-uefi-arm64-discover", config.DHCPFull, false, armDisc},
-		{"full-http-boot-discover", config.DHCPFull, false, httpDisc},
-		{"full-rpi-discover", config.DHCPFull, false, pi},
-		{"full-rpi-by-serial", config.DHCPFull, false, piBySerial},
-		{"full-rpi-option97-serial", config.DHCPFull, false, piNoGUID},
-		{"full-request-wrong-ip", config.DHCPFull, false, wrongReq},
-		{"full-request-other-server", config.DHCPFull, false, otherServer},
-		{"full-relayed", config.DHCPFull, false, relayed},
-		{"full-no-reservation", config.DHCPFull, false, noip},
-		{"full-unknown-mac", config.DHCPFull, false, unknown},
-		{"mismatch-rpi-guid-on-x86-host", config.DHCPFull, false, piAsX86},
-		{"mismatch-ipxe-on-rpi-host", config.DHCPFull, false, ipxeOnPi},
-		{"mismatch-x64-on-arm64-host", config.DHCPFull, false, uefiOnArm},
-		{"proxy-ipxe-discover", config.DHCPProxy, false, ipxeDisc},
-		{"proxy-ipxe-request", config.DHCPProxy, false, ipxeReq},
-		{"proxy-bios-discover", config.DHCPProxy, false, biosDisc},
-		{"proxy-rpi-discover", config.DHCPProxy, false, pi},
-		{"proxy-udhcpc-discover", config.DHCPProxy, false, udhcpDisc},
-		{"proxy-unknown-mac", config.DHCPProxy, false, unknown},
-		{"proxy4011-request", config.DHCPProxy, true, proxyReq},
+		{"full-ipxe-discover", config.DHCPFull, false, ipxeDisc, false},
+		{"full-ipxe-request", config.DHCPFull, false, ipxeReq, false},
+		{"full-udhcpc-discover", config.DHCPFull, false, udhcpDisc, false},
+		{"full-udhcpc-request", config.DHCPFull, false, udhcpReq, false},
+		{"full-bios-discover", config.DHCPFull, false, biosDisc, false},
+		{"full-uefi-x64-discover", config.DHCPFull, false, uefiDisc, false},
+		{"full-uefi-arm64-discover", config.DHCPFull, false, armDisc, false},
+		{"full-http-boot-discover", config.DHCPFull, false, httpDisc, false},
+		{"full-rpi-discover", config.DHCPFull, false, pi, false},
+		{"full-rpi-by-serial", config.DHCPFull, false, piBySerial, false},
+		{"full-rpi-option97-serial", config.DHCPFull, false, piNoGUID, false},
+		{"full-request-wrong-ip", config.DHCPFull, false, wrongReq, false},
+		{"full-request-other-server", config.DHCPFull, false, otherServer, false},
+		{"full-relayed", config.DHCPFull, false, relayed, false},
+		{"full-no-reservation", config.DHCPFull, false, noip, false},
+		{"full-unknown-mac", config.DHCPFull, false, unknown, false},
+		{"mismatch-rpi-guid-on-x86-host", config.DHCPFull, false, piAsX86, false},
+		{"mismatch-ipxe-on-rpi-host", config.DHCPFull, false, ipxeOnPi, false},
+		{"mismatch-x64-on-arm64-host", config.DHCPFull, false, uefiOnArm, false},
+		{"proxy-ipxe-discover", config.DHCPProxy, false, ipxeDisc, false},
+		{"proxy-ipxe-request", config.DHCPProxy, false, ipxeReq, false},
+		{"proxy-bios-discover", config.DHCPProxy, false, biosDisc, false},
+		{"proxy-rpi-discover", config.DHCPProxy, false, pi, false},
+		{"proxy-udhcpc-discover", config.DHCPProxy, false, udhcpDisc, false},
+		{"proxy-unknown-mac", config.DHCPProxy, false, unknown, false},
+		{"proxy4011-request", config.DHCPProxy, true, proxyReq, false},
+		{"proxy-unknown-boot-ipxe", config.DHCPProxy, false, unknown, true},
+		{"proxy-unknown-boot-bios", config.DHCPProxy, false, variant(t, biosDisc, "52:54:00:de:ad:00", nil, nil), true},
+		{"full-unknown-boot-is-ignored", config.DHCPFull, false, unknown, true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			var events []event.Event
-			s := newTestServer(t, tc.mode, tc.proxyPort, event.SinkFunc(func(e event.Event) { events = append(events, e) }), nil)
+			s := newTestServer(t, tc.mode, tc.proxyPort, event.SinkFunc(func(e event.Event) { events = append(events, e) }), nil,
+				func(c *DHCPConfig) { c.UnknownBoot, c.DefaultClass = tc.unknownBoot, "x86" })
 			req := parse(t, tc.pkt)
 			d := s.decide(req, tc.proxyPort)
 			s.record(req, d)

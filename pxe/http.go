@@ -38,6 +38,10 @@ type HTTPConfig struct {
 	// BaseURL is the HTTP listener as hosts reach it, used in iPXE scripts.
 	// Default http://127.0.0.1:8080.
 	BaseURL string
+	// DefaultClass, when set (dhcp.unknown: boot), gives clients the
+	// inventory does not know a script of that class at
+	// /boot/mac-<mac with dashes>.ipxe, the URL DHCP hands them.
+	DefaultClass string
 }
 
 // HTTPDeps are the handler's collaborators.
@@ -121,6 +125,9 @@ func (h *HTTPHandler) serveScript(w http.ResponseWriter, r *http.Request) {
 	t.role = RoleConfig
 	name, ok := strings.CutSuffix(r.PathValue("file"), ".ipxe")
 	host, found := h.d.Inventory.ByName(name)
+	if !found {
+		host, found = h.unknownHost(name)
+	}
 	switch {
 	case !ok:
 		h.fail(w, r, t, http.StatusNotFound, "not an iPXE script name (want /boot/{host}.ipxe)")
@@ -131,6 +138,9 @@ func (h *HTTPHandler) serveScript(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	t.host, t.known = host.Name, true
+	if mac, unknown := parseUnknownHostName(host.Name); unknown && host.MAC == mac.String() {
+		t.host, t.known = "unknown:"+host.MAC, false
+	}
 	script, err := Script(h.d.Inventory.Config(), host, h.cfg.BaseURL)
 	if err != nil {
 		h.fail(w, r, t, http.StatusInternalServerError, err.Error())
@@ -142,6 +152,20 @@ func (h *HTTPHandler) serveScript(w http.ResponseWriter, r *http.Request) {
 	h.send(w, r, t, func(cw *httpCountingWriter) {
 		http.ServeContent(cw, r, "", time.Time{}, strings.NewReader(string(script)))
 	})
+}
+
+// unknownHost is the stand-in host of an unknown client booting the
+// default class (dhcp.unknown: boot).
+func (h *HTTPHandler) unknownHost(name string) (*config.Host, bool) {
+	mac, ok := parseUnknownHostName(name)
+	if !ok || h.cfg.DefaultClass == "" {
+		return nil, false
+	}
+	cl, ok := h.d.Inventory.Config().Classes[h.cfg.DefaultClass]
+	if !ok {
+		return nil, false
+	}
+	return &config.Host{Name: name, MAC: mac.String(), Class: h.cfg.DefaultClass, Arch: cl.Arch}, true
 }
 
 func (h *HTTPHandler) serveInitrd(w http.ResponseWriter, r *http.Request) {

@@ -248,3 +248,44 @@ func TestHTTPCurlRange(t *testing.T) {
 		})
 	}
 }
+
+// TestHTTPUnknownBootScript: with dhcp.unknown: boot, an unknown client's
+// script (named by MAC, as DHCP hands it out) renders the default class;
+// without a default class, or with a malformed name, it is a 404.
+func TestHTTPUnknownBootScript(t *testing.T) {
+	cfg, err := config.Parse("test.yaml", t.TempDir(), []byte(ipxeTestConfig))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name, defaultClass, path string
+		status                   int
+		host                     string
+	}{
+		{"default class", "x86", "/boot/mac-52-54-00-de-ad-00.ipxe", 200, "unknown:52:54:00:de:ad:00"},
+		{"no default class", "", "/boot/mac-52-54-00-de-ad-00.ipxe", 404, "unknown:mac-52-54-00-de-ad-00"},
+		{"malformed mac", "x86", "/boot/mac-52-54-00-de-ad.ipxe", 404, "unknown:mac-52-54-00-de-ad"},
+		{"upper-case mac", "x86", "/boot/mac-52-54-00-DE-AD-00.ipxe", 404, "unknown:mac-52-54-00-DE-AD-00"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			evs := &eventLog{}
+			h, err := NewHTTP(HTTPConfig{BaseURL: "http://10.99.0.1:8080", DefaultClass: tc.defaultClass},
+				HTTPDeps{Inventory: NewInventory(cfg), Sink: evs})
+			if err != nil {
+				t.Fatal(err)
+			}
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, tc.path, nil))
+			if rec.Code != tc.status {
+				t.Fatalf("GET %s = %d, want %d: %s", tc.path, rec.Code, tc.status, rec.Body)
+			}
+			if tc.status == 200 && !strings.Contains(rec.Body.String(), "kernel http://10.99.0.1:8080/files/x86/vmlinuz") {
+				t.Fatalf("script does not boot the default class: %s", rec.Body)
+			}
+			if ev := evs.last(t); ev.Host != tc.host {
+				t.Fatalf("event host = %q, want %q", ev.Host, tc.host)
+			}
+		})
+	}
+}

@@ -32,7 +32,11 @@ func (d *daemon) setupPXE(ctx context.Context) error {
 		return err
 	}
 	base := d.publicURL()
-	h, err := pxe.NewHTTP(pxe.HTTPConfig{BaseURL: base}, pxe.HTTPDeps{
+	hc := pxe.HTTPConfig{BaseURL: base}
+	if d.cfg.DHCP.Unknown == "boot" {
+		hc.DefaultClass = d.cfg.DHCP.DefaultClass
+	}
+	h, err := pxe.NewHTTP(hc, pxe.HTTPDeps{
 		Log: d.log.Named("http-boot"), Clock: d.clock, Sink: d.emit(), Registerer: d.registry,
 		Inventory: inv, Artifacts: arts, Hosts: leases, Initrd: lateInitrd{d},
 	})
