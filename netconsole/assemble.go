@@ -72,9 +72,9 @@ var results = []Result{ResultParsed, ResultReassembled, ResultDropped, ResultUnk
 type Assembler struct {
 	cfg     AssemblerConfig
 	log     *zap.Logger
-	tracker Tracker     // may be nil: boots are numbered locally
-	events  event.Sink  // banner events
-	m       *Metrics    // may be nil
+	tracker Tracker    // may be nil: boots are numbered locally
+	events  event.Sink // banner events
+	m       *Metrics   // may be nil
 	last    LastBootFunc
 	fragMem atomic.Int64
 
@@ -190,7 +190,7 @@ func (a *Assembler) extRecord(h *hostState, d *Datagram, body []byte, flags uint
 	switch {
 	case h.ext.have && d.Seq < h.ext.seq && (d.Seq == 0 || !reordered(h.ext, d)):
 		newBoot, reason = true, "seq-reset"
-	case h.ext.have && d.Seq > h.ext.seq && d.TSUsec < h.ext.ts:
+	case h.ext.have && d.Seq > h.ext.seq && d.TSUsec < h.ext.ts-reorderUsec:
 		newBoot, reason = true, "time-backwards"
 	case h.ext.have && isBanner(text):
 		newBoot, reason = true, "banner"
@@ -216,7 +216,9 @@ func (a *Assembler) extRecord(h *hostState, d *Datagram, body []byte, flags uint
 
 // Reordering window: a record at most reorderSeq sequence numbers and
 // reorderUsec of kernel time behind the newest one is a late arrival (UDP
-// reordering, a fragmented record completing late), not a new boot.
+// reordering, a fragmented record completing late), not a new boot. Real
+// early-boot logs also step back in time by a few ms when the clocksource
+// changes (seen under QEMU: 0.040000 then 0.004702).
 const (
 	reorderSeq  = 512
 	reorderUsec = 1_000_000
@@ -369,7 +371,7 @@ func (a *Assembler) plainLine(h *hostState, line []byte, now time.Time, out *lin
 	}
 	newBoot, reason := false, ""
 	switch {
-	case ts >= 0 && h.plain.have && ts < h.plain.ts:
+	case ts >= 0 && h.plain.have && ts < h.plain.ts-reorderUsec:
 		newBoot, reason = true, "time-backwards"
 	case h.started && isBanner(text) && h.plain.have:
 		newBoot, reason = true, "banner"

@@ -223,6 +223,7 @@ func TestBootSessions(t *testing.T) {
 		{"reordered is not a reset", []string{"6,7,300,-;a\n", "6,6,200,-;b\n"}, 0, []string{"101:a", "101:b"}},
 		{"seq reset", []string{"6,5,100,-;a\n", "6,6,200,-;b\n", "6,0,0,-;c\n"}, 0, []string{"101:a", "101:b", "102:c"}},
 		{"time backwards", []string{"[    5.0] a\n", "[    0.5] b\n"}, 0, []string{"101:a", "102:b"}},
+		{"clocksource step back is not a reboot", []string{"[    0.040000] a\n", "[    0.004702] b\n"}, 0, []string{"101:a", "101:b"}},
 		{"banner", []string{"[    5.0] a\n", "[    6.0] Linux version 6.1\n"}, 0, []string{"101:a", "102:Linux version 6.1"}},
 		{"duplicate", []string{"6,5,100,-;a\n", "6,5,100,-;a\n"}, 0, []string{"101:a"}},
 		{"plain replay then extended stream: one boot",

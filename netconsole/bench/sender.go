@@ -22,7 +22,7 @@ type senderConfig struct {
 	Dst   string        `json:"dst"`
 	Hosts int           `json:"hosts"`
 	First int           `json:"first"` // index of the first simulated host
-	Rate  float64       `json:"rate"` // datagrams/s over all hosts; 0: as fast as possible
+	Rate  float64       `json:"rate"`  // datagrams/s over all hosts; 0: as fast as possible
 	Dur   time.Duration `json:"dur"`
 	Burst int           `json:"burst"`
 	Text  int           `json:"text"`
