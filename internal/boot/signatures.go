@@ -154,7 +154,8 @@ func compileSignature(s config.Signature) (Signature, error) {
 		return Signature{}, fmt.Errorf("compile signature %s: %w", s.Name, err)
 	}
 	prefix, _ := re.LiteralPrefix()
-	return Signature{Name: s.Name, Stage: st, Fatal: true, Explain: s.Explain, Hint: s.Hint, re: re, literal: prefix}, nil
+	fatal := s.Fatal == nil || *s.Fatal
+	return Signature{Name: s.Name, Stage: st, Fatal: fatal, Explain: s.Explain, Hint: s.Hint, re: re, literal: prefix}, nil
 }
 
 // Signatures returns the catalogue's entries in match order.

@@ -1,5 +1,11 @@
 package config
 
+import (
+	"fmt"
+	"net/url"
+	"regexp"
+)
+
 // This file holds the sections that other parts own. Each part's helper
 // validates its own section here until it moves into a file of its own.
 
@@ -134,6 +140,15 @@ type Webhook struct {
 func (w *Webhook) validate(v scope) {
 	if w.URL == "" {
 		v.at("url").errorf("is required")
+	} else if u, err := url.Parse(w.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		v.at("url").errorf("%q is not an http(s) URL", w.URL)
+	}
+	for i, e := range w.Events {
+		switch e {
+		case "failed", "stuck", "skipped", "regression", "succeeded":
+		default:
+			v.at(fmt.Sprintf("events[%d]", i)).errorf("%q is not one of failed, stuck, skipped, regression, succeeded", e)
+		}
 	}
 }
 
@@ -151,11 +166,19 @@ type Signature struct {
 	Match   string `yaml:"match"` // regular expression over netconsole lines
 	Explain string `yaml:"explain"`
 	Hint    string `yaml:"hint"`
+	// Fatal fails the boot at once (default true); false only records the
+	// line and names it as the probable cause if the boot gets stuck.
+	Fatal *bool `yaml:"fatal"`
 }
 
 func (s *Signature) validate(v scope) {
 	if s.Name == "" {
 		v.at("name").errorf("is required")
+	}
+	if s.Match == "" {
+		v.at("match").errorf("is required")
+	} else if _, err := regexp.Compile(s.Match); err != nil {
+		v.at("match").errorf("bad regular expression: %v", err)
 	}
 	if !validStageName(s.Stage) {
 		v.at("stage").errorf("%q is not a stage name", s.Stage)
