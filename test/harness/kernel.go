@@ -2,8 +2,8 @@ package harness
 
 import (
 	"bufio"
-	"io"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
