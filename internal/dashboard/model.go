@@ -57,7 +57,7 @@ var badgeText = map[string][2]string{
 	store.OutcomeSucceeded:  {"✓", "succeeded"},
 	store.OutcomeFailed:     {"✗", "failed"},
 	keyRegression:           {"↯", "regression"},
-	store.OutcomeStuck:      {"⏳", "stuck"},
+	store.OutcomeStuck:      {"◷", "stuck"},
 	store.OutcomeSkipped:    {"⤳", "skipped"},
 	store.OutcomeInProgress: {"…", "in progress"},
 	keyNone:                 {"–", "never booted"},

@@ -7,6 +7,7 @@ import (
 	"html/template"
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -37,6 +38,8 @@ var funcs = template.FuncMap{
 	"outcome":  outcomeBadge,
 	"ok":       okBadge,
 	"levelTag": levelName,
+	// contains reports whether s contains a non-empty sub.
+	"contains": func(s, sub string) bool { return sub != "" && strings.Contains(s, sub) },
 }
 
 // httpError is an error with the status it answers.
