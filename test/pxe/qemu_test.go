@@ -44,11 +44,16 @@ func TestQEMUNetboot(t *testing.T) {
 	tests := []struct {
 		name, host, mac, nic string
 		uefi                 bool
+		// proxy runs proxyDHCP beside dnsmasq (the network's DHCP server,
+		// which hands out a dynamic address): the host's HTTP fetches are
+		// attributed through the address DHCP saw it request.
+		proxy bool
 		// firmwareFile is the file whose TFTP fetch is the firmware stage
 		// ("" when the NIC ROM is iPXE itself: then its script fetch is).
 		firmwareFile string
 	}{
 		{name: "seabios-ipxe-rom", host: "bios1", mac: "52:54:00:66:00:10"},
+		{name: "seabios-ipxe-rom-proxydhcp", host: "bios1", mac: "52:54:00:66:00:10", proxy: true},
 		// OVMF with the NIC's iPXE EFI ROM: iPXE again does DHCP itself.
 		{name: "ovmf-ipxe-rom", host: "uefi1", mac: "52:54:00:66:00:11", uefi: true},
 		// OVMF's own UEFI PXE client (the Udoo's path: ipxe.efi over TFTP)
@@ -60,7 +65,12 @@ func TestQEMUNetboot(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			ns := harness.NewNetns(t, harness.NetnsConfig{Part: "nbpxe", Bridge: bridgePrefix})
 			b := newBootServers(t, ns, files)
-			leases := b.startDHCP(t, config.DHCPFull, "http://10.66.0.1:8080")
+			mode := config.DHCPFull
+			if tc.proxy {
+				mode = config.DHCPProxy
+				startDnsmasq(t, ns)
+			}
+			leases := b.startDHCP(t, mode, "http://10.66.0.1:8080")
 			b.startFileServers(t, leases)
 			b.startRA(t)
 			vm := harness.StartVM(t, harness.VMConfig{Name: tc.name, Netns: ns, MAC: tc.mac, NIC: tc.nic, BootNet: true, UEFI: tc.uefi, NoReboot: true})
