@@ -148,11 +148,11 @@ func (e *Executor) Prepare(ctx context.Context, req Request) (Result, error) {
 		return e.finish(res, req, nil)
 	}
 	for _, a := range res.Plan.Actions {
-		st := e.apply(ctx, req.Image, a)
+		st, err := e.apply(ctx, req.Image, a)
 		res.Steps = append(res.Steps, st)
-		if !st.OK {
-			return e.finish(res, req, fmt.Errorf("%w %s: step %d/%d %s: %s (steps before it are done and recorded)",
-				ErrPrepare, req.Host, len(res.Steps), len(res.Plan.Actions), a, st.Error))
+		if err != nil {
+			return e.finish(res, req, fmt.Errorf("%w %s: step %d/%d %s: %w (steps before it are done and recorded)",
+				ErrPrepare, req.Host, len(res.Steps), len(res.Plan.Actions), a, err))
 		}
 	}
 	res, err = e.finish(res, req, nil)
@@ -239,7 +239,7 @@ func (e *Executor) call(ctx context.Context, name string, f func(context.Context
 	return fmt.Errorf("%s (bound %s): %w", name, e.cfg.CallTimeout, err)
 }
 
-func (e *Executor) apply(ctx context.Context, img Image, a Action) Step {
+func (e *Executor) apply(ctx context.Context, img Image, a Action) (Step, error) {
 	st := Step{Action: a, Started: e.clock.Now()}
 	var detail string
 	var err error
@@ -261,7 +261,7 @@ func (e *Executor) apply(ctx context.Context, img Image, a Action) Step {
 	}
 	e.log.Info("rbd step", zap.String("image", img.String()), zap.String("action", a.String()), zap.Bool("ok", st.OK),
 		zap.String("detail", detail), zap.String("error", st.Error), zap.Duration("took", st.Duration))
-	return st
+	return st, err
 }
 
 func (e *Executor) blocklistAdd(ctx context.Context, img Image, a Action) (string, error) {
