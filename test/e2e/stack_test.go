@@ -61,11 +61,15 @@ func newStack(t *testing.T) *stack {
 	t.Cleanup(func() { s.timings.write(t, filepath.Join(s.dir, "timings.md")) })
 	s.ns = harness.NewNetns(t, harness.NetnsConfig{Part: "nbe2e", Bridge: netip.MustParsePrefix(serverIP + "/24")})
 	s.api = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
-		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) { return s.ns.Dial(ctx, network, addr) },
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			return s.ns.Dial(ctx, network, addr)
+		},
 	}}
 	bins := buildBinaries(t, "netbootd", "netbootctl")
 	s.ctlPath = bins["netbootctl"]
-	step(t, "ceph", func() { s.ceph = cephlab.Start(t, cephlab.Config{NetNS: s.ns.Name, IP: serverIP, Dir: filepath.Join(s.dir, "ceph")}) })
+	step(t, "ceph", func() {
+		s.ceph = cephlab.Start(t, cephlab.Config{NetNS: s.ns.Name, IP: serverIP, Dir: filepath.Join(s.dir, "ceph")})
+	})
 	step(t, "root image", func() { s.makeRootImage() })
 	root := filepath.Join(t.TempDir(), "artifacts")
 	step(t, "initramfs", func() { s.makeArtifacts(root) })
