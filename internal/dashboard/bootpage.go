@@ -42,6 +42,9 @@ type logRow struct {
 	Text      string
 	Signature string // name of the signature the line matched
 	Fatal     bool
+	// Key identifies a line in the live view, so that the lines the SSE
+	// stream replays are not shown twice: "<unix ms>|<seq>|<text>".
+	Key string
 }
 
 func (s *Server) bootPage(r *http.Request) (any, error) {

@@ -2,6 +2,7 @@ package dashboard
 
 import (
 	"net/http"
+	"strconv"
 
 	"go.uber.org/zap"
 
@@ -54,7 +55,8 @@ func (s *Server) backlog(r *http.Request, host string, bootID int64) ([]logRow, 
 	}
 	rows := make([]logRow, 0, len(lines))
 	for _, l := range lines {
-		rows = append(rows, logRow{Time: formatLogTime(l), Level: levelName(l.Level), Text: l.Text})
+		rows = append(rows, logRow{Time: formatLogTime(l), Level: levelName(l.Level), Text: l.Text,
+			Key: strconv.FormatInt(l.Time.UnixMilli(), 10) + "|" + strconv.FormatInt(l.Seq, 10) + "|" + l.Text})
 	}
 	return rows, ""
 }

@@ -9,5 +9,4 @@ func TestScenarioOutcomes(t *testing.T) {
 	s := newStack(t)
 	s.play(loadScenario(t))
 	s.checkOutcomes()
-	t.Logf("live view follows the %s stream", s.liveVia)
 }

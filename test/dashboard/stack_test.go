@@ -79,10 +79,6 @@ type stack struct {
 	peer    net.Listener // the smoke checks' TCP peer
 	senders map[string]*net.UDPConn
 	sent    int // netconsole lines sent
-	// liveVia says which SSE stream the live view follows: "api" (the API's
-	// log route) or "broker" (this test's adapter over the collector's
-	// broker, while the API has no log stream).
-	liveVia string
 }
 
 func newStack(t *testing.T) *stack {
@@ -131,21 +127,6 @@ func (s *stack) startPeer() {
 	}()
 }
 
-// observingLogs stores lines and hands each to the tracker's signature
-// matcher, as netbootd's wiring does.
-type observingLogs struct {
-	store.LogStore
-	tracker *boot.Tracker
-}
-
-func (o observingLogs) AppendLogs(ctx context.Context, lines []store.LogLine) error {
-	err := o.LogStore.AppendLogs(ctx, lines)
-	for _, l := range lines {
-		o.tracker.ObserveLine(l.Host, l.BootID, l.Text)
-	}
-	return err
-}
-
 func (s *stack) startNetconsole(ctx context.Context) {
 	conn, err := net.ListenPacket("udp4", "127.0.0.1:0")
 	if err != nil {
@@ -162,7 +143,7 @@ func (s *stack) startNetconsole(ctx context.Context) {
 		return "", false
 	})
 	nc, err := netconsole.New(netconsole.Config{RcvBuf: -1}, netconsole.Deps{Log: s.log.Named("netconsole"), Clock: s.clk,
-		Resolver: resolve, Tracker: s.tracker, Events: s.tracker, Store: observingLogs{s.db, s.tracker}, Broker: s.broker}, conn)
+		Resolver: resolve, Tracker: s.tracker, Events: s.tracker, Store: s.db, Broker: s.broker, Observer: s.tracker}, conn)
 	if err != nil {
 		s.t.Fatal(err)
 	}
@@ -177,7 +158,8 @@ func (s *stack) startNetconsole(ctx context.Context) {
 }
 
 func (s *stack) startHTTP(ctx context.Context) {
-	apiSrv := api.New(api.Config{Inventory: s.inv, Store: s.db, Log: s.log.Named("api"), Clock: s.clk})
+	apiSrv := api.New(api.Config{Inventory: s.inv, Store: s.db, Log: s.log.Named("api"), Clock: s.clk,
+		Deps: api.Deps{Logs: &netconsole.Service{Store: s.db, Broker: s.broker}}})
 	dash, err := dashboard.New(dashboard.Config{Inventory: s.inv, Boots: s.db, Logs: s.db, Log: s.log.Named("dashboard"), Clock: s.clk})
 	if err != nil {
 		s.t.Fatal(err)
@@ -194,10 +176,8 @@ func (s *stack) startHTTP(ctx context.Context) {
 	go srv.Serve(ln)
 	s.t.Cleanup(func() { srv.Close() })
 	s.url = "http://" + ln.Addr().String()
-	s.liveVia = "api"
 	if !s.apiStreams(ctx, "pi-live") {
-		s.liveVia = "broker"
-		mux.HandleFunc("GET /api/v1/hosts/{name}/logs", s.brokerStream)
+		s.t.Fatalf("the API does not stream %s as Server-Sent Events", dashboard.DefaultStreamURL)
 	}
 }
 
@@ -213,33 +193,6 @@ func (s *stack) apiStreams(ctx context.Context, host string) bool {
 	}
 	defer resp.Body.Close()
 	return resp.StatusCode == http.StatusOK && strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream")
-}
-
-// brokerStream is an SSE stream of a host's lines straight from the
-// collector's broker (one JSON store.LogLine per event).
-func (s *stack) brokerStream(w http.ResponseWriter, r *http.Request) {
-	sub := s.broker.Subscribe(r.PathValue("name"), 256)
-	defer s.broker.Unsubscribe(sub)
-	w.Header().Set("Content-Type", "text/event-stream")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(http.StatusOK)
-	flush := http.NewResponseController(w).Flush
-	_ = flush()
-	for {
-		select {
-		case <-r.Context().Done():
-			return
-		case l, ok := <-sub.C:
-			if !ok {
-				return
-			}
-			b, _ := json.Marshal(l)
-			if _, err := fmt.Fprintf(w, "data: %s\n\n", b); err != nil {
-				return
-			}
-			_ = flush()
-		}
-	}
 }
 
 // send sends one plain-format netconsole datagram from host's address and

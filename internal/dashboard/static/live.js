@@ -16,13 +16,21 @@
   var pending = [];
   var seen = new Set();
   var received = 0;
+  for (var i = 0; i < log.children.length; i++) {
+    if (log.children[i].dataset.key) { seen.add(log.children[i].dataset.key); }
+  }
 
   function setStatus(state, text) {
     status.dataset.state = state;
     status.textContent = text;
   }
 
-  function keyOf(l) { return (l.time || "") + "|" + (l.seq === undefined ? "" : l.seq) + "|" + (l.text || ""); }
+  // keyOf matches the data-key of the lines the server rendered, so that
+  // the history the stream replays first is not shown twice.
+  function keyOf(l) {
+    var ms = Date.parse(l.time);
+    return (isNaN(ms) ? "" : ms) + "|" + (typeof l.seq === "number" ? l.seq : -1) + "|" + (l.text || "");
+  }
 
   function pad(n, w) { n = String(n); while (n.length < w) { n = "0" + n; } return n; }
 
@@ -119,6 +127,12 @@
   es.onopen = function () { setStatus("live", "Following live."); };
   es.onmessage = onData;
   ["line", "log"].forEach(function (name) { es.addEventListener(name, onData); });
+  // The API says when this follower was too slow and lines were dropped.
+  es.addEventListener("lagged", function (ev) {
+    var n = 0;
+    try { n = JSON.parse(ev.data).dropped || 0; } catch (e) { /* keep 0 */ }
+    setStatus("live", "Following live; " + n + " lines were dropped because this page fell behind (netbootctl logs shows them).");
+  });
   es.onerror = function () {
     setStatus(es.readyState === EventSource.CLOSED ? "error" : "connecting",
       es.readyState === EventSource.CLOSED ? "The log stream closed." : "Reconnecting to the log stream…");
