@@ -129,6 +129,7 @@ func newHostState(name string, unknown bool) *hostState {
 type lineBuf struct {
 	lines []store.LogLine
 	tmp   []byte
+	tally tally
 }
 
 // Process handles one datagram of host h received at now. Lines are

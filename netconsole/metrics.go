@@ -73,11 +73,44 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	return m, nil
 }
 
-func (m *Metrics) datagram(r Result, n int) {
-	if m != nil {
-		m.byResult[r].Inc()
-		m.bytes.Add(float64(n))
+// tally counts one reader's datagrams between metric updates, so that the
+// hot path touches no shared cache line per datagram.
+type tally struct {
+	n     [5]int
+	bytes int
+}
+
+var resultIndex = map[Result]int{ResultParsed: 0, ResultReassembled: 1, ResultDropped: 2, ResultUnknownHost: 3, ResultMalformed: 4}
+
+func (t *tally) add(r Result, size int) {
+	switch r {
+	case ResultParsed:
+		t.n[0]++
+	case ResultReassembled:
+		t.n[1]++
+	case ResultDropped:
+		t.n[2]++
+	case ResultUnknownHost:
+		t.n[3]++
+	case ResultMalformed:
+		t.n[4]++
 	}
+	t.bytes += size
+}
+
+// flush adds the tally to the metrics and resets it.
+func (m *Metrics) flush(t *tally) {
+	if m != nil {
+		for r, i := range resultIndex {
+			if t.n[i] > 0 {
+				m.byResult[r].Add(float64(t.n[i]))
+			}
+		}
+		if t.bytes > 0 {
+			m.bytes.Add(float64(t.bytes))
+		}
+	}
+	*t = tally{}
 }
 
 func (m *Metrics) fragLost(reason string, n int) {

@@ -330,11 +330,10 @@ func (s *Server) handle(src netip.Addr, payload []byte, now time.Time, cache map
 		}
 	}
 	if e.h == nil {
-		s.deps.Metrics.datagram(ResultDropped, len(payload))
+		out.tally.add(ResultDropped, len(payload))
 		return
 	}
-	r := s.asm.Process(e.h, payload, now, out)
-	s.deps.Metrics.datagram(r, len(payload))
+	out.tally.add(s.asm.Process(e.h, payload, now, out), len(payload))
 }
 
 // lookup resolves src and returns its host state, creating it within the
@@ -372,6 +371,7 @@ func (s *Server) lookup(src netip.Addr, now time.Time) addrEntry {
 // deliver hands the lines of a processed batch to the store writer and the
 // live broker, and resets out.
 func (s *Server) deliver(out *lineBuf) {
+	s.deps.Metrics.flush(&out.tally)
 	if len(out.lines) == 0 {
 		return
 	}

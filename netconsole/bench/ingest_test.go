@@ -33,6 +33,9 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
+// defaultNetconsd is where netconsd.sh builds netconsd.
+const defaultNetconsd = "/tmp/netconsd-bench/netconsd"
+
 const (
 	numHosts = 100
 	textLen  = 120 // ~150-byte datagrams, as in the recorded baseline
@@ -292,7 +295,11 @@ func BenchmarkIngest(b *testing.B) {
 	dur := envDuration("NCBENCH_DUR", 4*time.Second)
 	netconsd := os.Getenv("NETCONSD")
 	if netconsd == "" {
-		b.Log("NETCONSD unset: netconsd not measured (build it with netconsole/bench/netconsd.sh)")
+		if _, err := os.Stat(defaultNetconsd); err == nil {
+			netconsd = defaultNetconsd
+		} else {
+			b.Log("NETCONSD unset and " + defaultNetconsd + " missing: netconsd not measured (build it with netconsole/bench/netconsd.sh)")
+		}
 	}
 	best := map[string]float64{}
 	var ours []stepResult
