@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"netboot/internal/boot"
 	"netboot/internal/dashboard"
 )
 
@@ -12,8 +13,13 @@ import (
 // and /files/ are more specific patterns and keep their paths. Owned by the
 // dashboard part.
 func (d *daemon) setupDashboard(context.Context) error {
+	cat, err := boot.NewCatalogue(d.cfg.Signatures)
+	if err != nil {
+		return fmt.Errorf("set up dashboard: %w", err)
+	}
 	dash, err := dashboard.New(dashboard.Config{
 		Inventory: d.cfg,
+		Catalogue: cat,
 		Boots:     d.store,
 		Logs:      d.store,
 		Log:       d.log.Named("dashboard"),

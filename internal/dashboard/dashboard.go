@@ -28,6 +28,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
+	"netboot/internal/boot"
 	"netboot/internal/clock"
 	"netboot/internal/config"
 	"netboot/internal/store"
@@ -75,6 +76,10 @@ type Config struct {
 	LogLines int
 	// LiveLines is the backlog rendered into the live view (default DefaultLiveLines).
 	LiveLines int
+	// Catalogue marks the lines matching a failure signature in the live
+	// view (the same catalogue the tracker uses: boot.NewCatalogue over the
+	// config's signatures); nil marks none.
+	Catalogue *boot.Catalogue
 	// StreamURL is the SSE URL template the live view follows (default
 	// DefaultStreamURL); "{name}" is replaced by the host name.
 	StreamURL string
@@ -112,6 +117,7 @@ type Server struct {
 	pages   map[string]*template.Template
 	mux     *http.ServeMux
 	metrics *metrics
+	sigJSON string // the catalogue for live.js
 }
 
 // New parses the embedded templates and builds the routes.
@@ -128,7 +134,7 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("new dashboard: %w", err)
 	}
-	s := &Server{cfg: cfg, log: cfg.Log, pages: pages, mux: http.NewServeMux(), metrics: m}
+	s := &Server{cfg: cfg, log: cfg.Log, pages: pages, mux: http.NewServeMux(), metrics: m, sigJSON: signaturesJSON(cfg.Catalogue)}
 	s.routes()
 	return s, nil
 }

@@ -261,6 +261,16 @@ func TestBootLogMarkersAndSignatures(t *testing.T) {
 	}
 }
 
+func TestLiveBacklogMarksSignatures(t *testing.T) {
+	f := newFixture(t)
+	_, body := get(t, f.srv, "/hosts/pi-fail/live")
+	for _, want := range []string{`data-signature="rbd-lock-failed"`, `data-signatures="[{&#34;name&#34;:&#34;kernel-panic&#34;`} {
+		if !strings.Contains(body, want) {
+			t.Errorf("live page lacks %s", want)
+		}
+	}
+}
+
 func TestStaticAssets(t *testing.T) {
 	f := newFixture(t)
 	for _, p := range []string{"/static/style.css", "/static/live.js"} {

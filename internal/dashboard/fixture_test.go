@@ -191,7 +191,11 @@ func newFixture(t testing.TB) *fixture {
 	if err := db.AppendLogs(context.Background(), lines); err != nil {
 		t.Fatal(err)
 	}
-	srv, err := New(Config{Inventory: inventory(t), Boots: db, Logs: db, Clock: f.clock})
+	cat, err := boot.NewCatalogue(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := New(Config{Inventory: inventory(t), Boots: db, Logs: db, Clock: f.clock, Catalogue: cat})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,11 +1,13 @@
 package dashboard
 
 import (
+	"encoding/json"
 	"net/http"
 	"strconv"
 
 	"go.uber.org/zap"
 
+	"netboot/internal/boot"
 	"netboot/internal/store"
 )
 
@@ -20,6 +22,30 @@ type liveData struct {
 	Stage     string
 	Backlog   []logRow
 	Note      string
+	// Signatures is the catalogue as JSON for live.js, which marks new
+	// lines that match; the backlog is marked here.
+	Signatures string
+}
+
+// livePattern is one signature as live.js needs it.
+type livePattern struct {
+	Name    string `json:"name"`
+	Pattern string `json:"pattern"`
+	Fatal   bool   `json:"fatal"`
+}
+
+// signaturesJSON renders the catalogue for the browser. Go's RE2 syntax
+// is, for these patterns, also JavaScript's; live.js skips any pattern its
+// RegExp rejects.
+func signaturesJSON(cat *boot.Catalogue) string {
+	var out []livePattern
+	if cat != nil {
+		for _, sig := range cat.Signatures() {
+			out = append(out, livePattern{Name: sig.Name, Pattern: sig.Pattern(), Fatal: sig.Fatal})
+		}
+	}
+	b, _ := json.Marshal(out)
+	return string(b)
 }
 
 func (d liveData) title() string { return d.Name + " live log" }
@@ -34,7 +60,7 @@ func (s *Server) livePage(r *http.Request) (any, error) {
 	if !known && len(boots) == 0 {
 		return nil, notFound("unknown host " + quote(name))
 	}
-	d := liveData{Name: name, StreamURL: s.streamURL(name), Key: keyNone, Stage: "–"}
+	d := liveData{Name: name, StreamURL: s.streamURL(name), Key: keyNone, Stage: "–", Signatures: s.sigJSON}
 	if len(boots) > 0 {
 		b := boots[0]
 		d.BootID, d.Seq, d.Key, d.Stage = b.ID, b.Seq, outcomeKey(b.Outcome, b.Reason), stageName(b.Stage)
@@ -55,8 +81,14 @@ func (s *Server) backlog(r *http.Request, host string, bootID int64) ([]logRow, 
 	}
 	rows := make([]logRow, 0, len(lines))
 	for _, l := range lines {
-		rows = append(rows, logRow{Time: formatLogTime(l), Level: levelName(l.Level), Text: l.Text,
-			Key: strconv.FormatInt(l.Time.UnixMilli(), 10) + "|" + strconv.FormatInt(l.Seq, 10) + "|" + l.Text})
+		row := logRow{Time: formatLogTime(l), Level: levelName(l.Level), Text: l.Text,
+			Key: strconv.FormatInt(l.Time.UnixMilli(), 10) + "|" + strconv.FormatInt(l.Seq, 10) + "|" + l.Text}
+		if s.cfg.Catalogue != nil {
+			if sig, ok := s.cfg.Catalogue.Match(l.Text); ok {
+				row.Signature, row.Fatal = sig.Name, sig.Fatal
+			}
+		}
+		rows = append(rows, row)
 	}
 	return rows, ""
 }

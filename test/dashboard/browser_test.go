@@ -397,6 +397,13 @@ func TestBrowserLiveLog(t *testing.T) {
 		t.Errorf("%d lines visible under filter rbd0, want 3: %v", len(visible), visible)
 	}
 	eval[bool](b, `(() => { const g = document.getElementById("f-grep"); g.value = ""; g.dispatchEvent(new Event("input")); return true })()`)
+	// A line matching a failure signature is marked as it arrives.
+	sigLine := "rbd: rbd0: failed to acquire lock: -108"
+	s.send("pi-live", sigLine)
+	b.poll(fmt.Sprintf(`[...document.querySelectorAll("#live-log li.new")].some(li => li.querySelector(".txt").textContent === %q)`, sigLine))
+	if got := eval[string](b, `[...document.querySelectorAll("#live-log li.new")].pop().dataset.signature || ""`); got != "rbd-lock-failed" {
+		t.Errorf("signature line marked %q, want rbd-lock-failed", got)
+	}
 	b.poll(`[...document.querySelectorAll("#live-log li")].every(li => !li.hidden)`)
 	b.screenshot("live")
 }

@@ -160,7 +160,8 @@ func (s *stack) startNetconsole(ctx context.Context) {
 func (s *stack) startHTTP(ctx context.Context) {
 	apiSrv := api.New(api.Config{Inventory: s.inv, Store: s.db, Log: s.log.Named("api"), Clock: s.clk,
 		Deps: api.Deps{Logs: &netconsole.Service{Store: s.db, Broker: s.broker}}})
-	dash, err := dashboard.New(dashboard.Config{Inventory: s.inv, Boots: s.db, Logs: s.db, Log: s.log.Named("dashboard"), Clock: s.clk})
+	dash, err := dashboard.New(dashboard.Config{Inventory: s.inv, Boots: s.db, Logs: s.db, Log: s.log.Named("dashboard"), Clock: s.clk,
+		Catalogue: s.tracker.Catalogue()})
 	if err != nil {
 		s.t.Fatal(err)
 	}

@@ -16,6 +16,19 @@
   var pending = [];
   var seen = new Set();
   var received = 0;
+  var signatures = [];
+  try {
+    (JSON.parse(log.dataset.signatures || "[]") || []).forEach(function (sig) {
+      try { signatures.push({ name: sig.name, fatal: sig.fatal, re: new RegExp(sig.pattern) }); } catch (e) { /* not JS syntax: skip */ }
+    });
+  } catch (e) { /* no catalogue */ }
+
+  function signatureOf(text) {
+    for (var i = 0; i < signatures.length; i++) {
+      if (signatures[i].re.test(text)) { return signatures[i]; }
+    }
+    return null;
+  }
   for (var i = 0; i < log.children.length; i++) {
     if (log.children[i].dataset.key) { seen.add(log.children[i].dataset.key); }
   }
@@ -82,6 +95,14 @@
     }
     var x = document.createElement("span"); x.className = "txt"; x.textContent = l.text || "";
     li.appendChild(document.createTextNode(" ")); li.appendChild(x);
+    var sig = signatureOf(l.text || "");
+    if (sig) {
+      li.classList.add("sigline");
+      if (sig.fatal) { li.classList.add("sig-fatal"); }
+      li.dataset.signature = sig.name;
+      var m = document.createElement("span"); m.className = "siglabel"; m.textContent = "◀ signature " + sig.name;
+      li.appendChild(document.createTextNode(" ")); li.appendChild(m);
+    }
     li.hidden = !match(li);
     return li;
   }
