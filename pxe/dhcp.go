@@ -58,6 +58,13 @@ type DHCPConfig struct {
 	// RelayPort is where replies to relay agents (giaddr) go. Default 67.
 	RelayPort int
 	Files     BootFiles
+	// RechainIPXE gives iPXE clients that we did not chainload ourselves
+	// (a NIC's iPXE ROM) our iPXE binary first, once per boot: an iPXE
+	// request from a MAC that got the binary in another DHCP exchange
+	// (another xid) within RechainWindow gets its script. Default off.
+	RechainIPXE bool
+	// RechainWindow, default 2 minutes.
+	RechainWindow time.Duration
 }
 
 func (c *DHCPConfig) setDefaults() {
@@ -69,6 +76,9 @@ func (c *DHCPConfig) setDefaults() {
 	}
 	if c.LeaseTime == 0 {
 		c.LeaseTime = time.Hour
+	}
+	if c.RechainWindow == 0 {
+		c.RechainWindow = 2 * time.Minute
 	}
 	if c.ClientPort == 0 {
 		c.ClientPort = dhcpv4.ClientPort
@@ -107,6 +117,9 @@ type DHCPServer struct {
 	inv     *Inventory
 	leases  *Leases
 	metrics *dhcpMetrics
+	// rechained remembers, per MAC, the exchange in which an iPXE ROM got
+	// our iPXE binary (RechainIPXE); only Serve's goroutine touches it.
+	rechained map[string]rechain
 
 	closeOnce sync.Once
 	closed    chan struct{}
@@ -147,7 +160,7 @@ func NewDHCP(cfg DHCPConfig, conn net.PacketConn, deps DHCPDeps) (*DHCPServer, e
 	return &DHCPServer{
 		cfg: cfg, conn: conn, log: deps.Log.With(zap.String("interface", cfg.Interface), zap.Bool("proxy_port", cfg.ProxyPort)),
 		clock: deps.Clock, sink: deps.Sink, inv: deps.Inventory, leases: deps.Leases, metrics: m,
-		closed: make(chan struct{}),
+		closed: make(chan struct{}), rechained: map[string]rechain{},
 	}, nil
 }
 
@@ -269,6 +282,10 @@ func (s *DHCPServer) eventOf(req *dhcpv4.DHCPv4, d decision, mt string) event.Ev
 	}
 	if d.client.Serial != "" {
 		ev.Attrs["serial"] = d.client.Serial
+	}
+	if d.reason == "rechain" {
+		// The iPXE that asks here is the machine's firmware (its NIC ROM).
+		ev.Attrs["client"] = "firmware"
 	}
 	switch {
 	case d.result != "replied":

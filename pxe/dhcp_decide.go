@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/netip"
 	"strings"
+	"time"
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
 	"github.com/insomniacslk/dhcp/iana"
@@ -211,8 +212,12 @@ func (s *DHCPServer) addBoot(d decision, req *dhcpv4.DHCPv4, c Client, h *config
 		r.UpdateOption(dhcpv4.OptGeneric(dhcpv4.OptionVendorSpecificInformation, raspberryPiOpt43))
 		d.reason = "rpi"
 	case ClientIPXE:
-		d.file = s.scriptURL(d.host, h, req.ClientHWAddr)
 		r.UpdateOption(dhcpv4.OptGeneric(dhcpv4.GenericOptionCode(optIPXEEncap), ipxeNoPXEDHCP))
+		if fw := s.firmwareFile(ipxeRechainKind(c.Arch)); s.shouldRechain(req) && fw != "" {
+			d.file, d.reason = fw, "rechain"
+			break
+		}
+		d.file = s.scriptURL(d.host, h, req.ClientHWAddr)
 		d.reason = "ipxe-script"
 	case ClientHTTPX64, ClientHTTPARM64:
 		d.file = strings.TrimRight(s.cfg.HTTPURL, "/") + "/files/" + s.firmwareFile(kind)
@@ -236,6 +241,48 @@ func (s *DHCPServer) addBoot(d decision, req *dhcpv4.DHCPv4, c Client, h *config
 		r.UpdateOption(dhcpv4.OptBootFileName(d.file))
 	}
 	return d
+}
+
+// rechain is the DHCP exchange in which an iPXE ROM got our binary.
+type rechain struct {
+	xid dhcpv4.TransactionID
+	at  time.Time
+}
+
+// shouldRechain decides, with RechainIPXE, whether this iPXE request gets
+// our iPXE binary: yes for the exchange (xid) that already got it, no for
+// another exchange within the window (that is our iPXE), yes otherwise.
+func (s *DHCPServer) shouldRechain(req *dhcpv4.DHCPv4) bool {
+	if !s.cfg.RechainIPXE {
+		return false
+	}
+	key, now := req.ClientHWAddr.String(), s.clock.Now()
+	if prev, ok := s.rechained[key]; ok && now.Sub(prev.at) < s.cfg.RechainWindow {
+		return prev.xid == req.TransactionID
+	}
+	for mac, r := range s.rechained { // forget old exchanges
+		if now.Sub(r.at) >= s.cfg.RechainWindow {
+			delete(s.rechained, mac)
+		}
+	}
+	s.rechained[key] = rechain{xid: req.TransactionID, at: now}
+	return true
+}
+
+// ipxeRechainKind is the firmware kind whose iPXE binary replaces an iPXE
+// ROM of the given architecture.
+func ipxeRechainKind(arch iana.Arch) ClientKind {
+	switch arch {
+	case iana.INTEL_X86PC:
+		return ClientBIOS
+	case iana.EFI_X86_64, iana.EFI_BC:
+		return ClientUEFIX64
+	case iana.EFI_ARM64:
+		return ClientUEFIARM64
+	case iana.EFI_IA32:
+		return ClientUEFIIA32
+	}
+	return ""
 }
 
 // classOf returns the class and architecture a host boots; unknown hosts

@@ -410,3 +410,42 @@ func (discardConn) LocalAddr() net.Addr                       { return &net.UDPA
 func (discardConn) SetDeadline(time.Time) error               { return nil }
 func (discardConn) SetReadDeadline(time.Time) error           { return nil }
 func (discardConn) SetWriteDeadline(time.Time) error          { return nil }
+
+// TestDHCPRechainIPXE walks an iPXE ROM through RechainIPXE: its own
+// exchange (DISCOVER, REQUEST, retries: one xid) gets our binary; the
+// chainloaded iPXE (new xid) gets the script; a boot after the window
+// starts over.
+func TestDHCPRechainIPXE(t *testing.T) {
+	disc := parse(t, capturedRequests(t)[0])
+	steps := []struct {
+		xid     uint32
+		advance time.Duration
+		reason  string
+		file    string
+		client  string
+	}{
+		{xid: 1, reason: "rechain", file: "ipxe/undionly.kpxe", client: "firmware"},
+		{xid: 1, advance: time.Second, reason: "rechain", file: "ipxe/undionly.kpxe", client: "firmware"},
+		{xid: 2, advance: 5 * time.Second, reason: "ipxe-script", file: "http://10.99.0.1:8080/boot/qemu.ipxe", client: "ipxe"},
+		{xid: 2, advance: time.Second, reason: "ipxe-script", file: "http://10.99.0.1:8080/boot/qemu.ipxe", client: "ipxe"},
+		{xid: 3, advance: 3 * time.Minute, reason: "rechain", file: "ipxe/undionly.kpxe", client: "firmware"},
+		{xid: 4, advance: time.Second, reason: "ipxe-script", file: "http://10.99.0.1:8080/boot/qemu.ipxe", client: "ipxe"},
+	}
+	clk := clock.NewFake(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
+	var last event.Event
+	s, err := NewDHCP(DHCPConfig{Mode: config.DHCPFull, ServerIP: netip.MustParseAddr("10.99.0.1"), HTTPURL: "http://10.99.0.1:8080", RechainIPXE: true},
+		discardConn{}, DHCPDeps{Inventory: NewInventory(testConfig(t)), Clock: clk, Sink: event.SinkFunc(func(e event.Event) { last = e })})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, st := range steps {
+		clk.Advance(st.advance)
+		req := parse(t, disc.ToBytes())
+		req.TransactionID = dhcpv4.TransactionID{0, 0, 0, byte(st.xid)}
+		d := s.decide(req, false)
+		s.record(req, d)
+		if d.reason != st.reason || d.file != st.file || last.Attr("client") != st.client {
+			t.Fatalf("step %d (xid %d): reason %q file %q client %q; want %q %q %q", i, st.xid, d.reason, d.file, last.Attr("client"), st.reason, st.file, st.client)
+		}
+	}
+}

@@ -135,7 +135,7 @@ func (d *daemon) addDHCPSocket(ifname string, ip netip.Addr, base string, port i
 	}
 	cfg := pxe.DHCPConfig{
 		Mode: dc.Mode, ProxyPort: proxy, Interface: ifname, ServerIP: ip, HTTPURL: base,
-		UnknownBoot: dc.Unknown == "boot", DefaultClass: dc.DefaultClass, LeaseTime: dc.LeaseTime.D(),
+		UnknownBoot: dc.Unknown == "boot", DefaultClass: dc.DefaultClass, LeaseTime: dc.LeaseTime.D(), RechainIPXE: dc.IPXERechain,
 		Netmask: parseAddr(dc.Netmask), Router: parseAddr(dc.Router),
 	}
 	for _, s := range dc.DNS {

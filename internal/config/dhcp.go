@@ -31,6 +31,9 @@ type DHCP struct {
 	// RouterAdvert sends IPv6 router advertisements on the interfaces so
 	// that iPXE does not wait ~13s for IPv6 autoconfiguration. Default off.
 	RouterAdvert bool `yaml:"router_advert"`
+	// IPXERechain hands our iPXE binary, once per boot, to iPXE clients we
+	// did not chainload (NIC ROMs with an old or foreign iPXE). Default off.
+	IPXERechain bool `yaml:"ipxe_rechain"`
 }
 
 func (d *DHCP) validate(v scope, c *Config) {

@@ -27,26 +27,30 @@ tftp: {listen: "10.66.0.1:69"}
 http: {listen: "10.66.0.1:8080"}
 netconsole: {listen: "10.66.0.1:6666"}
 store: {path: %s}
-dhcp: {mode: full, interfaces: [nbbr0], netmask: 255.255.255.0, router_advert: true}
+dhcp: {mode: full, interfaces: [nbbr0], netmask: 255.255.255.0, router_advert: true, ipxe_rechain: %v}
 `
 
-// TestNetbootdUEFIBoot runs the real netbootd binary inside a namespace
-// and network-boots QEMU/OVMF through it the way the Udoo (UEFI PXE) boots:
-// OVMF's own PXE client gets ipxe.efi over TFTP, iPXE gets its per-host
-// script, kernel and initrd over HTTP. The boot attempt that netbootd's
-// tracker opened must show the dhcp, firmware, kernel and initramfs stages,
-// with the firmware fetched over TFTP.
-func TestNetbootdUEFIBoot(t *testing.T) {
+// TestNetbootdBoot runs the real netbootd binary inside a namespace and
+// network-boots QEMU through it, with the firmware fetched over TFTP:
+//   - OVMF's own UEFI PXE client (the Udoo's path): DHCP arch 7 → ipxe.efi
+//     over TFTP → iPXE → per-host script, kernel, initrd over HTTP;
+//   - SeaBIOS with the NIC's iPXE ROM and dhcp.ipxe_rechain: the ROM gets
+//     undionly.kpxe over TFTP, that iPXE gets the script.
+//
+// The boot attempt that netbootd's tracker opened (read through the API)
+// must show the dhcp, firmware, kernel and initramfs stages, in order, and
+// the TFTP firmware fetch.
+func TestNetbootdBoot(t *testing.T) {
 	testenv.Short(t)
 	harness.RequireNetns(t)
 	harness.RequireQEMU(t)
 	kernel := harness.Kernel(t, "amd64")
 	initrd := harness.BuildBusyboxInitramfs(t, harness.BusyboxInitramfs{Kernel: kernel, Init: guestInit})
 	bin := buildNetbootd(t)
-	dir := harness.ArtifactDir(t)
 	root := filepath.Join(t.TempDir(), "root")
 	for name, src := range map[string]string{
-		"ipxe/ipxe.efi": "/usr/lib/ipxe/ipxe.efi", "x86/vmlinuz": kernel.Vmlinuz, "x86/initrd.img": initrd,
+		"ipxe/ipxe.efi": "/usr/lib/ipxe/ipxe.efi", "ipxe/undionly.kpxe": "/usr/lib/ipxe/undionly.kpxe",
+		"x86/vmlinuz": kernel.Vmlinuz, "x86/initrd.img": initrd,
 	} {
 		if err := os.MkdirAll(filepath.Dir(filepath.Join(root, name)), 0o755); err != nil {
 			t.Fatal(err)
@@ -55,38 +59,49 @@ func TestNetbootdUEFIBoot(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	cfgPath := filepath.Join(dir, "netbootd.yaml")
-	cfg := fmt.Sprintf(daemonConfig, root, filepath.Join(t.TempDir(), "netboot.db")) + testHosts
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
-		t.Fatal(err)
+	tests := []struct {
+		name, host, mac, nic, firmware string
+		uefi, rechain                  bool
+	}{
+		{name: "ovmf-uefi-pxe", host: "uefi1", mac: "52:54:00:66:00:11", nic: "virtio-net-pci,romfile=", uefi: true, firmware: "ipxe/ipxe.efi"},
+		{name: "seabios-ipxe-rechain", host: "bios1", mac: "52:54:00:66:00:10", rechain: true, firmware: "ipxe/undionly.kpxe"},
 	}
-	ns := harness.NewNetns(t, harness.NetnsConfig{Part: "nbpxe", Bridge: bridgePrefix})
-	logPath := filepath.Join(dir, "netbootd.log")
-	ns.Start(t, logPath, bin, "--config", cfgPath)
-	waitForLog(t, logPath, "netbootd: started")
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := harness.ArtifactDir(t)
+			cfgPath := filepath.Join(dir, "netbootd.yaml")
+			cfg := fmt.Sprintf(daemonConfig, root, filepath.Join(t.TempDir(), "netboot.db"), tc.rechain) + testHosts
+			if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			ns := harness.NewNetns(t, harness.NetnsConfig{Part: "nbpxe", Bridge: bridgePrefix})
+			logPath := filepath.Join(dir, "netbootd.log")
+			ns.Start(t, logPath, bin, "--config", cfgPath)
+			waitForLog(t, logPath, "netbootd: started")
 
-	vm := harness.StartVM(t, harness.VMConfig{Name: "netbootd-ovmf", Netns: ns, MAC: "52:54:00:66:00:11",
-		NIC: "virtio-net-pci,romfile=", BootNet: true, UEFI: true, NoReboot: true})
-	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Second)
-	defer cancel()
-	line := vm.Expect(t, ctx, `NBPXE-MARKER: initramfs up`)
-	if !strings.Contains(line.Text, "nbtest.host=uefi1") {
-		t.Fatalf("the kernel cmdline lacks the host's rendered template: %q", line.Text)
-	}
-	rep := latestBoot(t, ns, "uefi1")
-	var got []string
-	for _, s := range rep.Stages {
-		got = append(got, s.Stage.String())
-	}
-	if want := "dhcp,firmware,kernel,initramfs"; !strings.HasPrefix(strings.Join(got, ","), want) {
-		t.Fatalf("boot %d stages = %v, want them to start %s (report %+v)", rep.BootID, got, want, rep)
-	}
-	var tftpFirmware bool
-	for _, f := range rep.Fetches {
-		tftpFirmware = tftpFirmware || (f.Proto == "tftp" && f.File == "ipxe/ipxe.efi" && !f.Failed)
-	}
-	if !tftpFirmware {
-		t.Fatalf("boot %d has no TFTP fetch of ipxe/ipxe.efi: %+v", rep.BootID, rep.Fetches)
+			vm := harness.StartVM(t, harness.VMConfig{Name: tc.name, Netns: ns, MAC: tc.mac, NIC: tc.nic, BootNet: true, UEFI: tc.uefi, NoReboot: true, Dir: dir})
+			ctx, cancel := context.WithTimeout(context.Background(), 300*time.Second)
+			defer cancel()
+			line := vm.Expect(t, ctx, `NBPXE-MARKER: initramfs up`)
+			if !strings.Contains(line.Text, "nbtest.host="+tc.host) {
+				t.Fatalf("the kernel cmdline lacks the host's rendered template: %q", line.Text)
+			}
+			rep := latestBoot(t, ns, tc.host)
+			var got []string
+			for _, s := range rep.Stages {
+				got = append(got, s.Stage.String())
+			}
+			if want := "dhcp,firmware,kernel,initramfs"; !strings.HasPrefix(strings.Join(got, ","), want) {
+				t.Fatalf("boot %d stages = %v, want them to start %s (report %+v)", rep.BootID, got, want, rep)
+			}
+			var tftpFirmware bool
+			for _, f := range rep.Fetches {
+				tftpFirmware = tftpFirmware || (f.Proto == "tftp" && f.File == tc.firmware && !f.Failed)
+			}
+			if !tftpFirmware {
+				t.Fatalf("boot %d has no TFTP fetch of %s: %+v", rep.BootID, tc.firmware, rep.Fetches)
+			}
+		})
 	}
 }
 
