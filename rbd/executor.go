@@ -207,6 +207,21 @@ func (e *Executor) acquire(ctx context.Context, img Image) (*slot, error) {
 	}
 }
 
+// Forget drops the remembered result of img's last prepare, so that the
+// next prepare re-plans even within the same boot attempt. The service
+// calls it when a host reports a new mapped client.
+func (e *Executor) Forget(img Image) {
+	e.mu.Lock()
+	s, ok := e.slots[img]
+	e.mu.Unlock()
+	if !ok {
+		return
+	}
+	s.sem <- struct{}{}
+	s.last = nil
+	<-s.sem
+}
+
 // Observe reads the lock owners, lockers, watchers and blocklist.
 func (e *Executor) Observe(ctx context.Context, img Image) (Observation, error) {
 	var obs Observation

@@ -249,6 +249,7 @@ func (s *Service) Mapped(ctx context.Context, host string, caller netip.Addr, re
 	if err := s.cfg.Clients.RecordRBDClient(ctx, c); err != nil {
 		return c, err
 	}
+	s.cfg.Executor.Forget(hi.img)
 	s.cfg.Log.Info("rbd: host mapped its root", zap.String("host", host), zap.String("client_addr", c.ClientAddr), zap.String("client_id", c.ClientID))
 	ev := event.Event{Time: c.Time, Host: host, Kind: event.RootMapped, Stage: event.StageRootMap,
 		Message: fmt.Sprintf("mapped %s as %s %s", hi.img, c.ClientID, c.ClientAddr),

@@ -29,12 +29,16 @@ func New(cfg Config, log *zap.Logger) *Cluster { return &Cluster{} }
 // Close does nothing.
 func (c *Cluster) Close() error { return nil }
 
-func (c *Cluster) LockOwners(context.Context, rbd.Image) ([]rbd.LockOwner, error) { return nil, ErrNoCeph }
-func (c *Cluster) Lockers(context.Context, rbd.Image) (rbd.Lockers, error)        { return rbd.Lockers{}, ErrNoCeph }
-func (c *Cluster) Watchers(context.Context, rbd.Image) ([]rbd.Watcher, error)     { return nil, ErrNoCeph }
-func (c *Cluster) Blocklist(context.Context) ([]rbd.BlocklistEntry, error)        { return nil, ErrNoCeph }
-func (c *Cluster) BlocklistAdd(context.Context, rbd.Addr, time.Duration) error    { return ErrNoCeph }
-func (c *Cluster) BlocklistRemove(context.Context, rbd.BlocklistEntry) error      { return ErrNoCeph }
-func (c *Cluster) BreakLock(context.Context, rbd.Image, rbd.Addr) error           { return ErrNoCeph }
-func (c *Cluster) HostKey(context.Context, string, rbd.Caps) (string, error)      { return "", ErrNoCeph }
-func (c *Cluster) ImageID(context.Context, rbd.Image) (string, error)             { return "", ErrNoCeph }
+func (c *Cluster) LockOwners(context.Context, rbd.Image) ([]rbd.LockOwner, error) {
+	return nil, ErrNoCeph
+}
+func (c *Cluster) Lockers(context.Context, rbd.Image) (rbd.Lockers, error) {
+	return rbd.Lockers{}, ErrNoCeph
+}
+func (c *Cluster) Watchers(context.Context, rbd.Image) ([]rbd.Watcher, error)  { return nil, ErrNoCeph }
+func (c *Cluster) Blocklist(context.Context) ([]rbd.BlocklistEntry, error)     { return nil, ErrNoCeph }
+func (c *Cluster) BlocklistAdd(context.Context, rbd.Addr, time.Duration) error { return ErrNoCeph }
+func (c *Cluster) BlocklistRemove(context.Context, rbd.BlocklistEntry) error   { return ErrNoCeph }
+func (c *Cluster) BreakLock(context.Context, rbd.Image, rbd.Addr) error        { return ErrNoCeph }
+func (c *Cluster) HostKey(context.Context, string, rbd.Caps) (string, error)   { return "", ErrNoCeph }
+func (c *Cluster) ImageID(context.Context, rbd.Image) (string, error)          { return "", ErrNoCeph }
