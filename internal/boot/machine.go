@@ -22,8 +22,10 @@ import (
 //     at the dhcp stage (the firmware retrying).
 //   - A kernel banner opens one when the current attempt already passed
 //     kernel-up (the host rebooted without a DHCP we saw).
-//   - With no attempt, or after a finished one, any early-stage event
-//     (dhcp … kernel-up) opens one; later events are attached to the
+//   - With no attempt yet, any event that proves a stage reached opens one
+//     (the host was already booting when netbootd first heard of it).
+//   - After a finished attempt, an early-stage event (dhcp … kernel-up) or
+//     nbinit reporting init opens one; later events are attached to the
 //     finished attempt without changing its outcome.
 func opensAttempt(cur *Report, ev event.Event) bool {
 	if ev.Kind == KindSkipped {
@@ -37,10 +39,15 @@ func opensAttempt(cur *Report, ev event.Event) bool {
 			return true
 		}
 	}
-	if cur != nil && !cur.Terminal() {
+	switch {
+	case ev.Failed || ev.Stage == event.StageNone || ev.Kind == event.Signature:
+		return false
+	case cur == nil:
+		return true
+	case !cur.Terminal():
 		return false
 	}
-	return !ev.Failed && ev.Stage >= event.StageDHCP && ev.Stage <= event.StageKernelUp
+	return ev.Stage <= event.StageKernelUp || (ev.Kind == event.StageReport && ev.Stage == event.StageInit)
 }
 
 func isFirmwareDHCP(ev event.Event) bool {

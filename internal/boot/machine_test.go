@@ -145,6 +145,9 @@ func TestStateMachineGolden(t *testing.T) {
 			step{after: time.Second, expect: 5 * time.Minute}, wait(5*time.Minute))},
 		{"announced-reboot-answered", "pi1", append(append([]step{}, chain(rpiDHCP, nbInit, userspace)...),
 			step{after: time.Second, expect: 5 * time.Minute}, wait(time.Minute), rpiDHCP, nbInit)},
+		{"first-news-is-nbinit", "udoo1", chain(nbNetwork, rootMapped)},
+		{"nbinit-init-after-success-opens", "pi1", chain(rpiDHCP, nbInit, userspace, wait(time.Hour), nbInit,
+			failed(event.StageReport, event.StageNetwork, "no DHCP lease after 60s: giving up"))},
 		{"late-signature-does-not-change-success", "pi1", chain(rpiDHCP, nbInit, userspace,
 			line("[  300.000000] Out of memory: Killed process 812 (ceph-osd) total-vm:1234kB"))},
 	}
