@@ -148,4 +148,3 @@ func cut(s string, n int) string {
 	}
 	return s
 }
-

@@ -88,9 +88,9 @@ type Init struct {
 	// Console receives markers while /dev/kmsg is not available.
 	Console io.Writer
 
-	cfg     Config
-	lease   Lease
-	pending []StageReport // reports made before the API was reachable
+	cfg      Config
+	lease    Lease
+	pending  []StageReport // reports made before the API was reachable
 	rootDev  string
 	prepared *PrepareResponse
 }

@@ -68,7 +68,10 @@ func (k *fakeKernel) LoadModule(path, params string) error {
 		return err
 	}
 	k.modules = append(k.modules, name+params)
-	if name == "netconsole" {
+	switch name {
+	case "configfs":
+		return os.MkdirAll(k.root.ConfigFS, 0o755)
+	case "netconsole":
 		return os.MkdirAll(filepath.Join(k.root.ConfigFS, "netconsole"), 0o755)
 	}
 	return nil

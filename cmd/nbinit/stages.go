@@ -21,8 +21,20 @@ func (n *Init) mountTable() []struct{ source, target, fstype string } {
 		{"proc", n.Root.Proc, "proc"},
 		{"sysfs", n.Root.Sys, "sysfs"},
 		{"tmpfs", n.Root.Run, "tmpfs"},
-		{"configfs", n.Root.ConfigFS, "configfs"},
 	}
+}
+
+// mountConfigfs mounts configfs once its module is loaded (the kernel
+// creates /sys/kernel/config then). Without it netconsole cannot be
+// configured, which is reported but does not stop the boot.
+func (n *Init) mountConfigfs() error {
+	if _, err := os.Stat(n.Root.ConfigFS); err != nil {
+		return fmt.Errorf("configfs unavailable (configfs module not loaded?): %w", err)
+	}
+	if err := n.Sys.Mount("configfs", n.Root.ConfigFS, "configfs", 0, ""); err != nil {
+		return fmt.Errorf("mount configfs on %s: %w", n.Root.ConfigFS, err)
+	}
+	return nil
 }
 
 // stageInit mounts the pseudo filesystems, reads the configuration, makes
@@ -54,6 +66,9 @@ func (n *Init) stageInit(ctx context.Context, _ int) (map[string]string, string,
 		return nil, "", err
 	}
 	attrs := map[string]string{"host": n.cfg.Host, "modules": fmt.Sprint(loaded)}
+	if err := n.mountConfigfs(); err != nil {
+		attrs["configfs_error"] = err.Error()
+	}
 	msg := "nbinit started"
 	if len(failed) > 0 {
 		attrs["modules_failed"] = strings.Join(failed, ",")
