@@ -277,5 +277,4 @@ func stillAlive(t *testing.T, proc *harness.Proc, serial *harness.Serial, wait t
 	}
 }
 
-
 func regexpMust(s string) *regexp.Regexp { return regexp.MustCompile(s) }
