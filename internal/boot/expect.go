@@ -115,7 +115,7 @@ func (t *Tracker) expectationExpired(x *Expectation) {
 	}
 	msg := fmt.Sprintf("a reboot was announced at %s but no boot attempt started by its deadline %s",
 		x.Announced.Format(time.RFC3339), x.Deadline.Format(time.RFC3339))
-	ev := event.Event{Time: t.clock.Now(), Host: x.Host, Kind: KindSkipped, Failed: true, Message: msg}
+	ev := event.Event{Time: x.Deadline, Host: x.Host, Kind: KindSkipped, Failed: true, Message: msg}
 	_, err := t.recordLocked(t.ctx, hs, ev)
 	t.mu.Unlock()
 	if err != nil {
@@ -274,7 +274,7 @@ func (t *Tracker) resume(ctx context.Context, hs *hostState) {
 		zap.Stringer("stage", r.LastStage), zap.Time("deadline", r.Deadline))
 	if !r.Deadline.IsZero() && !t.clock.Now().Before(r.Deadline) {
 		d := r.deadlineFor(r.LastStage)
-		ev := event.Event{Time: t.clock.Now(), Host: r.Host, Kind: KindStuck, Failed: true,
+		ev := event.Event{Time: r.Deadline, Host: r.Host, Kind: KindStuck, Failed: true,
 			Message: fmt.Sprintf("no progress past %s within its deadline of %s (judged when netbootd restarted)", r.LastStage, d),
 			Attrs:   map[string]string{"stage": r.LastStage.String(), "deadline": d.String()}}
 		if _, err := t.recordLocked(ctx, hs, ev); err != nil {
@@ -307,7 +307,7 @@ func (t *Tracker) restoreExpectations(ctx context.Context) error {
 			t.armExpectation(hs, x)
 			continue
 		}
-		ev := event.Event{Time: t.clock.Now(), Host: x.Host, Kind: KindSkipped, Failed: true,
+		ev := event.Event{Time: x.Deadline, Host: x.Host, Kind: KindSkipped, Failed: true,
 			Message: fmt.Sprintf("a reboot was announced at %s but no boot attempt started by its deadline %s (judged when netbootd restarted)",
 				x.Announced.Format(time.RFC3339), x.Deadline.Format(time.RFC3339))}
 		if _, err := t.recordLocked(ctx, hs, ev); err != nil {

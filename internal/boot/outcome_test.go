@@ -311,3 +311,31 @@ func lastStage(tr *Tracker, host string) event.Stage {
 	}
 	return event.StageNone
 }
+
+// TestWebhookPayloadGolden pins the documented payload (docs/webhooks.md).
+func TestWebhookPayloadGolden(t *testing.T) {
+	clk := clock.NewFake(t0)
+	tr := newTestTracker(t, testInventory(), memStore(t), clk)
+	steps := append(append([]step{}, x86ToRootMap...),
+		line("[   12.000000] rbd: rbd0: failed to acquire exclusive lock: -108"),
+		line("[   12.100000] nbinit: map rbd/udoo1-root: permission denied"),
+		wait(50*time.Second))
+	for _, s := range steps {
+		clk.Advance(s.after)
+		switch {
+		case s.line != "":
+			tr.observe("udoo1", 0, clk.Now(), s.line)
+		case s.ev.Kind != "":
+			e := s.ev
+			e.Host, e.Time = "udoo1", clk.Now()
+			if _, err := tr.Record(context.Background(), e); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	r, err := tr.Latest(context.Background(), "udoo1", time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	golden(t, "testdata/webhook-stuck.json", newPayload(r, clk.Now()))
+}

@@ -145,7 +145,7 @@ func New(ctx context.Context, cfg Config) (*Tracker, error) {
 	t.reports, _ = cfg.Store.(store.Reports)
 	t.checker = &Checker{OSD: cfg.OSD, Interval: cfg.SmokeInterval, HTTP: cfg.HTTPClient}
 	t.hooks = &notifier{hooks: cfg.Inventory.Webhooks, client: cfg.HTTPClient, attempts: cfg.WebhookAttempts,
-		backoff: orDefault(cfg.WebhookBackoff, DefaultWebhookBackoff), store: t.reports, log: t.log, m: t.m}
+		backoff: orDefault(cfg.WebhookBackoff, DefaultWebhookBackoff), store: t.reports, log: t.log, m: t.m, now: cfg.Clock.Now}
 	t.ctx, t.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	t.hooksCtx, t.hooksCancel = context.WithCancel(context.WithoutCancel(ctx))
 	if err := t.restore(ctx); err != nil {
@@ -397,15 +397,16 @@ func (t *Tracker) arm(hs *hostState) {
 	if r.Deadline.IsZero() {
 		return
 	}
-	host, bootID, stage := r.Host, r.BootID, r.LastStage
+	host, bootID, stage, at := r.Host, r.BootID, r.LastStage, r.Deadline
 	d := r.deadlineFor(stage)
-	hs.timer = t.clock.AfterFunc(r.Deadline.Sub(t.clock.Now()), func() { t.deadlinePassed(host, bootID, stage, d) })
+	hs.timer = t.clock.AfterFunc(at.Sub(t.clock.Now()), func() { t.deadlinePassed(host, bootID, stage, d, at) })
 }
 
-// deadlinePassed judges the attempt stuck if it is still at stage.
-func (t *Tracker) deadlinePassed(host string, bootID int64, stage event.Stage, d time.Duration) {
+// deadlinePassed judges the attempt stuck (as of the deadline, at) if it
+// is still at stage.
+func (t *Tracker) deadlinePassed(host string, bootID int64, stage event.Stage, d time.Duration, at time.Time) {
 	msg := fmt.Sprintf("no progress past %s within its deadline of %s", stage, d)
-	ev := event.Event{Time: t.clock.Now(), Host: host, Kind: KindStuck, Failed: true, Message: msg,
+	ev := event.Event{Time: at, Host: host, Kind: KindStuck, Failed: true, Message: msg,
 		Attrs: map[string]string{"stage": stage.String(), "deadline": d.String()}}
 	t.recordFor(bootID, stage, ev)
 }

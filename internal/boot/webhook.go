@@ -41,6 +41,12 @@ type WebhookPayload struct {
 	Report  Report    `json:"report"`
 }
 
+// newPayload is the webhook body for a finished report.
+func newPayload(r Report, now time.Time) WebhookPayload {
+	return WebhookPayload{Event: webhookEvent(r), Host: r.Host, BootID: r.BootID, Outcome: r.Outcome,
+		Reason: r.Reason, Summary: summary(r), SentAt: now.UTC(), Report: r}
+}
+
 // webhookEvent names the webhook event of a finished report.
 func webhookEvent(r Report) string {
 	if r.Regression() {
@@ -70,6 +76,7 @@ type notifier struct {
 	store    store.Reports // nil: deliveries are only logged
 	log      *zap.Logger
 	m        *metrics
+	now      func() time.Time
 	wg       sync.WaitGroup
 }
 
@@ -81,8 +88,7 @@ func (n *notifier) notify(ctx context.Context, r Report) {
 		if !slices.Contains(h.Events, ev) {
 			continue
 		}
-		body, err := json.Marshal(WebhookPayload{Event: ev, Host: r.Host, BootID: r.BootID, Outcome: r.Outcome,
-			Reason: r.Reason, Summary: summary(r), SentAt: time.Now().UTC(), Report: r})
+		body, err := json.Marshal(newPayload(r, n.now()))
 		if err != nil {
 			n.log.Error("webhook: encode payload", zap.Error(err))
 			continue
@@ -94,7 +100,7 @@ func (n *notifier) notify(ctx context.Context, r Report) {
 // deliver POSTs body until the receiver answers 2xx or the attempts are
 // used up, then records the delivery.
 func (n *notifier) deliver(ctx context.Context, h config.Webhook, ev string, r Report, body []byte) {
-	d := store.Delivery{Time: time.Now().UTC(), URL: h.URL, Event: ev, Host: r.Host, BootID: r.BootID, Payload: body}
+	d := store.Delivery{Time: n.now().UTC(), URL: h.URL, Event: ev, Host: r.Host, BootID: r.BootID, Payload: body}
 	wait := n.backoff
 	for d.Attempts < n.attempts {
 		d.Attempts++
