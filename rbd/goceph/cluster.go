@@ -22,6 +22,9 @@ import (
 // Available reports whether this binary was built with Ceph support.
 const Available = true
 
+// ErrNoCephOrNil returns nil: this build has Ceph support.
+func ErrNoCephOrNil() error { return nil }
+
 // Cluster is rbd.Cluster over one shared librados connection.
 type Cluster struct {
 	cfg Config

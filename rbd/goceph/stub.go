@@ -18,6 +18,9 @@ var ErrNoCeph = errors.New("netboot was built without Ceph support: build with -
 // Available reports whether this binary was built with Ceph support.
 const Available = false
 
+// ErrNoCephOrNil returns ErrNoCeph in a build without Ceph support.
+func ErrNoCephOrNil() error { return ErrNoCeph }
+
 // Cluster is the stub used when built without Ceph support.
 type Cluster struct{}
 
