@@ -119,7 +119,7 @@ type DHCPServer struct {
 	metrics *dhcpMetrics
 	// rechained remembers, per MAC, the exchange in which an iPXE ROM got
 	// our iPXE binary (RechainIPXE); only Serve's goroutine touches it.
-	rechained map[string]rechain
+	rechained map[string]ipxeRechain
 
 	closeOnce sync.Once
 	closed    chan struct{}
@@ -160,7 +160,7 @@ func NewDHCP(cfg DHCPConfig, conn net.PacketConn, deps DHCPDeps) (*DHCPServer, e
 	return &DHCPServer{
 		cfg: cfg, conn: conn, log: deps.Log.With(zap.String("interface", cfg.Interface), zap.Bool("proxy_port", cfg.ProxyPort)),
 		clock: deps.Clock, sink: deps.Sink, inv: deps.Inventory, leases: deps.Leases, metrics: m,
-		closed: make(chan struct{}), rechained: map[string]rechain{},
+		closed: make(chan struct{}), rechained: map[string]ipxeRechain{},
 	}, nil
 }
 
@@ -243,8 +243,8 @@ func (s *DHCPServer) destination(req, reply *dhcpv4.DHCPv4, peer net.Addr) net.A
 	return &net.UDPAddr{IP: net.IPv4bcast, Port: s.cfg.ClientPort}
 }
 
-// record makes the decision visible: metric, log line, event, lease map.
-func (s *DHCPServer) record(req *dhcpv4.DHCPv4, d decision) {
+// record makes the dhcpDecision visible: metric, log line, event, lease map.
+func (s *DHCPServer) record(req *dhcpv4.DHCPv4, d dhcpDecision) {
 	mt := strings.ToLower(req.MessageType().String())
 	s.metrics.packets.WithLabelValues(mt, string(d.client.Kind), d.result).Inc()
 	if d.result != "replied" {
@@ -271,7 +271,7 @@ func (s *DHCPServer) record(req *dhcpv4.DHCPv4, d decision) {
 	s.sink.Emit(s.eventOf(req, d, mt))
 }
 
-func (s *DHCPServer) eventOf(req *dhcpv4.DHCPv4, d decision, mt string) event.Event {
+func (s *DHCPServer) eventOf(req *dhcpv4.DHCPv4, d dhcpDecision, mt string) event.Event {
 	ev := event.Event{
 		Time: s.clock.Now(), Host: d.host, Kind: event.DHCPRequest, Message: d.reason,
 		Attrs: map[string]string{

@@ -13,9 +13,10 @@ import (
 	"netboot/internal/config"
 )
 
-// decision is what the DHCP server does with one request. It is computed
-// without I/O so that table tests can check it over real packets.
-type decision struct {
+// dhcpDecision is what the DHCP server does with one request. It is
+// computed without network I/O so that table tests can check it over real
+// packets.
+type dhcpDecision struct {
 	client Client
 	host   string // inventory name, or "unknown:<mac>"
 	known  bool
@@ -34,11 +35,11 @@ type decision struct {
 	quiet bool
 }
 
-func ignored(c Client, host, reason string) decision {
-	return decision{client: c, host: host, result: "ignored", reason: reason}
+func dhcpIgnored(c Client, host, reason string) dhcpDecision {
+	return dhcpDecision{client: c, host: host, result: "ignored", reason: reason}
 }
 
-func quietly(d decision) decision { d.quiet = true; return d }
+func dhcpQuiet(d dhcpDecision) dhcpDecision { d.quiet = true; return d }
 
 // raspberryPiOpt43 is option 43 byte for byte as dnsmasq's
 // pxe-service=0,"Raspberry Pi Boot" sends it: sub-option 6 = 3 (no
@@ -60,13 +61,13 @@ var ipxeNoPXEDHCP = []byte{0xb0, 0x01, 0x01, 0xff}
 
 // decide computes the answer to req received on the DHCP port (proxyPort
 // false) or the proxyDHCP port 4011 (proxyPort true).
-func (s *DHCPServer) decide(req *dhcpv4.DHCPv4, proxyPort bool) decision {
+func (s *DHCPServer) decide(req *dhcpv4.DHCPv4, proxyPort bool) dhcpDecision {
 	c := DetectClient(req)
 	if req.OpCode != dhcpv4.OpcodeBootRequest {
-		return quietly(ignored(c, "", "not a BOOTREQUEST"))
+		return dhcpQuiet(dhcpIgnored(c, "", "not a BOOTREQUEST"))
 	}
 	if len(req.ClientHWAddr) != 6 {
-		return quietly(ignored(c, "", "not an Ethernet client"))
+		return dhcpQuiet(dhcpIgnored(c, "", "not an Ethernet client"))
 	}
 	h, known := s.lookup(req.ClientHWAddr, c)
 	name := "unknown:" + req.ClientHWAddr.String()
@@ -75,9 +76,9 @@ func (s *DHCPServer) decide(req *dhcpv4.DHCPv4, proxyPort bool) decision {
 	}
 	if !known && !(s.cfg.UnknownBoot && s.cfg.Mode == config.DHCPProxy) {
 		if !c.Boots() && s.cfg.Mode == config.DHCPProxy {
-			return quietly(ignored(c, name, "not a boot client"))
+			return dhcpQuiet(dhcpIgnored(c, name, "not a boot client"))
 		}
-		return ignored(c, name, "unknown MAC")
+		return dhcpIgnored(c, name, "unknown MAC")
 	}
 	if s.cfg.Mode == config.DHCPFull {
 		return s.decideFull(req, c, h, name)
@@ -96,10 +97,10 @@ func (s *DHCPServer) lookup(mac net.HardwareAddr, c Client) (*config.Host, bool)
 	return nil, false
 }
 
-func (s *DHCPServer) decideProxy(req *dhcpv4.DHCPv4, c Client, h *config.Host, name string, proxyPort bool) decision {
-	d := decision{client: c, host: name, known: h != nil}
+func (s *DHCPServer) decideProxy(req *dhcpv4.DHCPv4, c Client, h *config.Host, name string, proxyPort bool) dhcpDecision {
+	d := dhcpDecision{client: c, host: name, known: h != nil}
 	if !c.Boots() {
-		return quietly(ignored(c, name, "not a boot client"))
+		return dhcpQuiet(dhcpIgnored(c, name, "not a boot client"))
 	}
 	mt := req.MessageType()
 	switch {
@@ -108,31 +109,31 @@ func (s *DHCPServer) decideProxy(req *dhcpv4.DHCPv4, c Client, h *config.Host, n
 	case !proxyPort && mt == dhcpv4.MessageTypeRequest:
 		// Meant for the other DHCP server; remember the address for
 		// attribution.
-		d = quietly(ignored(c, name, "request for the DHCP server"))
+		d = dhcpQuiet(dhcpIgnored(c, name, "request for the DHCP server"))
 		d.known, d.ip = h != nil, requestedIP(req)
 		return d
 	case proxyPort && (mt == dhcpv4.MessageTypeRequest || mt == dhcpv4.MessageTypeInform):
 		d.reply = s.newReply(req, dhcpv4.MessageTypeAck)
 		d.ip = addrOf(req.ClientIPAddr)
 	default:
-		return quietly(ignored(c, name, fmt.Sprintf("%s is not answered in proxy mode", mt)))
+		return dhcpQuiet(dhcpIgnored(c, name, fmt.Sprintf("%s is not answered in proxy mode", mt)))
 	}
 	d.reply.UpdateOption(dhcpv4.OptClassIdentifier("PXEClient"))
 	return s.addBoot(d, req, c, h)
 }
 
-func (s *DHCPServer) decideFull(req *dhcpv4.DHCPv4, c Client, h *config.Host, name string) decision {
-	d := decision{client: c, host: name, known: true}
+func (s *DHCPServer) decideFull(req *dhcpv4.DHCPv4, c Client, h *config.Host, name string) dhcpDecision {
+	d := dhcpDecision{client: c, host: name, known: true}
 	res, ok := h.Addr()
 	if !ok {
-		return ignored(c, name, "no reserved ip for this host")
+		return dhcpIgnored(c, name, "no reserved ip for this host")
 	}
 	switch mt := req.MessageType(); mt {
 	case dhcpv4.MessageTypeDiscover:
 		d.reply = s.newReply(req, dhcpv4.MessageTypeOffer)
 	case dhcpv4.MessageTypeRequest:
 		if sid := req.ServerIdentifier(); sid != nil && !sid.IsUnspecified() && !sid.Equal(s.cfg.ServerIP.AsSlice()) {
-			return quietly(ignored(c, name, "request for another server"))
+			return dhcpQuiet(dhcpIgnored(c, name, "request for another server"))
 		}
 		want := requestedIP(req)
 		if !want.IsValid() {
@@ -149,7 +150,7 @@ func (s *DHCPServer) decideFull(req *dhcpv4.DHCPv4, c Client, h *config.Host, na
 		d.ip = addrOf(req.ClientIPAddr)
 		return s.addBootOrLease(d, req, c, h)
 	default:
-		return ignored(c, name, fmt.Sprintf("%s needs no answer", mt))
+		return dhcpIgnored(c, name, fmt.Sprintf("%s needs no answer", mt))
 	}
 	d.ip = res
 	d.reply.YourIPAddr = res.AsSlice()
@@ -157,7 +158,7 @@ func (s *DHCPServer) decideFull(req *dhcpv4.DHCPv4, c Client, h *config.Host, na
 	return s.addBootOrLease(d, req, c, h)
 }
 
-func (s *DHCPServer) addBootOrLease(d decision, req *dhcpv4.DHCPv4, c Client, h *config.Host) decision {
+func (s *DHCPServer) addBootOrLease(d dhcpDecision, req *dhcpv4.DHCPv4, c Client, h *config.Host) dhcpDecision {
 	if !c.Boots() {
 		d.result, d.reason = "replied", "lease"
 		return d
@@ -188,19 +189,19 @@ func (s *DHCPServer) addLeaseOptions(r *dhcpv4.DHCPv4) {
 
 // addBoot adds what the client boots next, after checking that the host's
 // class and the client agree (a Pi never gets x86 files, nor the reverse).
-func (s *DHCPServer) addBoot(d decision, req *dhcpv4.DHCPv4, c Client, h *config.Host) decision {
+func (s *DHCPServer) addBoot(d dhcpDecision, req *dhcpv4.DHCPv4, c Client, h *config.Host) dhcpDecision {
 	class, arch := s.classOf(h)
 	kind := c.Kind
 	if class.Firmware == config.FirmwareRPi {
 		if kind != ClientRPi && kind != ClientBIOS {
-			return ignored(c, d.host, fmt.Sprintf("firmware mismatch: class is rpi, client is %s", kind))
+			return dhcpIgnored(c, d.host, fmt.Sprintf("firmware mismatch: class is rpi, client is %s", kind))
 		}
 		kind = ClientRPi
 	} else if kind == ClientRPi {
-		return ignored(c, d.host, fmt.Sprintf("firmware mismatch: Raspberry Pi GUID, class firmware is %q", class.Firmware))
+		return dhcpIgnored(c, d.host, fmt.Sprintf("firmware mismatch: Raspberry Pi GUID, class firmware is %q", class.Firmware))
 	}
 	if want := archOfKind(kind, c.Arch); want != "" && want != arch {
-		return ignored(c, d.host, fmt.Sprintf("architecture mismatch: client is %s, host is %s", want, arch))
+		return dhcpIgnored(c, d.host, fmt.Sprintf("architecture mismatch: client is %s, host is %s", want, arch))
 	}
 	r := d.reply
 	r.ServerIPAddr = s.cfg.ServerIP.AsSlice()
@@ -226,7 +227,7 @@ func (s *DHCPServer) addBoot(d decision, req *dhcpv4.DHCPv4, c Client, h *config
 	default:
 		d.file = s.firmwareFile(kind)
 		if d.file == "" {
-			return ignored(c, d.host, fmt.Sprintf("no boot file for client arch %d", c.Arch))
+			return dhcpIgnored(c, d.host, fmt.Sprintf("no boot file for client arch %d", c.Arch))
 		}
 		if r.ClassIdentifier() == "PXEClient" {
 			r.UpdateOption(dhcpv4.OptGeneric(dhcpv4.OptionVendorSpecificInformation, pxeBootFileOpt43))
@@ -243,8 +244,8 @@ func (s *DHCPServer) addBoot(d decision, req *dhcpv4.DHCPv4, c Client, h *config
 	return d
 }
 
-// rechain is the DHCP exchange in which an iPXE ROM got our binary.
-type rechain struct {
+// ipxeRechain is the DHCP exchange in which an iPXE ROM got our binary.
+type ipxeRechain struct {
 	xid dhcpv4.TransactionID
 	at  time.Time
 }
@@ -265,7 +266,7 @@ func (s *DHCPServer) shouldRechain(req *dhcpv4.DHCPv4) bool {
 			delete(s.rechained, mac)
 		}
 	}
-	s.rechained[key] = rechain{xid: req.TransactionID, at: now}
+	s.rechained[key] = ipxeRechain{xid: req.TransactionID, at: now}
 	return true
 }
 

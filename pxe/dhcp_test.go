@@ -257,8 +257,8 @@ func mustMAC(s string) net.HardwareAddr {
 	return m
 }
 
-// describe renders a decision, its reply, destination and events as text.
-func describe(s *DHCPServer, req *dhcpv4.DHCPv4, d decision, events []event.Event) string {
+// describe renders a dhcpDecision, its reply, destination and events as text.
+func describe(s *DHCPServer, req *dhcpv4.DHCPv4, d dhcpDecision, events []event.Event) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "client: kind=%s arch=%d pxe=%v pi_guid=%v serial=%q event_client=%s\n",
 		d.client.Kind, d.client.Arch, d.client.PXE, d.client.PiGUID, d.client.Serial, d.client.EventClient())
@@ -400,7 +400,7 @@ func FuzzDHCPHandle(f *testing.F) {
 	})
 }
 
-// discardConn is a PacketConn whose writes vanish (decision tests).
+// discardConn is a PacketConn whose writes vanish (dhcpDecision tests).
 type discardConn struct{}
 
 func (discardConn) ReadFrom([]byte) (int, net.Addr, error)    { return 0, nil, net.ErrClosed }
