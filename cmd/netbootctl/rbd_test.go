@@ -31,7 +31,7 @@ func TestRBDPrinters(t *testing.T) {
 	ip := netip.MustParseAddr("10.0.0.5")
 	in := rbd.Input{Host: "cm4-03", Image: st.Image, HostIP: ip, CallerIP: ip, Booting: true, Recorded: owner,
 		Observed: rbd.Observation{Owners: st.Observed.Owners, Lockers: st.Observed.Lockers, Watchers: st.Observed.Watchers, Blocklist: st.Blocklist},
-		Policy: rbd.Policy{RemoveRangeBlocklist: true, BlocklistExpiry: time.Hour}}
+		Policy:   rbd.Policy{RemoveRangeBlocklist: true, BlocklistExpiry: time.Hour}}
 	booting := rbd.PlanView{Host: "cm4-03", Booting: true, Now: rbd.Result{Plan: rbd.Decide(in)}}
 	in.Booting = false
 	idle := rbd.PlanView{Host: "cm4-03", Now: rbd.Result{Plan: rbd.Decide(in)}}
