@@ -90,8 +90,7 @@ func (r *Report) apply(ev event.Event) (advanced bool) {
 	if r.Terminal() {
 		return false
 	}
-	// A signature's stage says where it belongs, not that it was reached.
-	if ev.Stage > r.LastStage && !ev.Failed && ev.Kind != event.Signature {
+	if ev.Stage > r.LastStage && provesStage(ev) {
 		r.advance(ev)
 		advanced = true
 	}
@@ -120,17 +119,32 @@ func (r *Report) apply(ev event.Event) (advanced bool) {
 	return advanced
 }
 
+// provesStage reports whether ev shows its stage was reached. A failure,
+// a signature (its stage says where it belongs), a refused hand-over, an
+// ignored DHCP request or a failed transfer does not.
+func provesStage(ev event.Event) bool {
+	if ev.Failed {
+		return false
+	}
+	switch ev.Kind {
+	case event.Signature, event.RootRefused, event.DHCPIgnored, event.FileFailed:
+		return false
+	}
+	return true
+}
+
 // failsBoot tells failure events that end the attempt from those that are
 // only recorded: missing files (the Pi firmware probes many), ignored DHCP,
 // and components that say they are retrying (attrs retrying=true,
-// transient=true, or nbinit's retry_in).
+// retryable=true as rbd/ sets, transient=true, or nbinit's retry_in).
 func failsBoot(ev event.Event) bool {
 	switch ev.Kind {
 	case event.FileFailed, event.DHCPIgnored, event.SmokeResult:
 		return false
 	}
 	// nbinit sets retry_in on a failed try it will retry.
-	return ev.Attr("retrying") != "true" && ev.Attr("transient") != "true" && ev.Attr("retry_in") == ""
+	return ev.Attr("retrying") != "true" && ev.Attr("retryable") != "true" && ev.Attr("transient") != "true" &&
+		ev.Attr("retry_in") == ""
 }
 
 // collect keeps the details an event carries for the report, whatever the
