@@ -180,7 +180,7 @@ func runOurs(b *testing.B, rate float64, dur time.Duration, senders int) stepRes
 	if err != nil {
 		b.Fatal(err)
 	}
-	s, err := netconsole.New(netconsole.Config{Listen: "127.0.0.1:0", RcvBuf: rcvBuf},
+	s, err := netconsole.New(netconsole.Config{Listen: "127.0.0.1:0", RcvBuf: rcvBuf, Coalesce: envDuration("NCBENCH_COALESCE", 0)},
 		netconsole.Deps{Log: zap.NewNop(), Clock: clock.Real{}, Resolver: hostResolver(), Store: db, Metrics: m, Broker: netconsole.NewBroker(m)})
 	if err != nil {
 		b.Fatal(err)
