@@ -87,6 +87,8 @@ type TFTPServer struct {
 	activeMu sync.Mutex
 	active   map[activeKey]*activeEntry
 
+	lifeMu    sync.Mutex // orders Serve's start against Close
+	serving   bool
 	closeOnce sync.Once
 	closed    chan struct{}
 	wg        sync.WaitGroup
@@ -145,10 +147,19 @@ func NewTFTP(cfg TFTPConfig, conn net.PacketConn, files *Artifacts, sink event.S
 // Serve answers requests until ctx is cancelled or Close is called; then it
 // returns nil. Transfers in progress are aborted.
 func (s *TFTPServer) Serve(ctx context.Context) error {
+	s.lifeMu.Lock()
+	select {
+	case <-s.closed:
+		s.lifeMu.Unlock()
+		return nil // closed before Serve: Close released the workers
+	default:
+	}
+	s.serving = true
 	for _, w := range s.workers {
 		s.wg.Add(1)
 		go func() { defer s.wg.Done(); w.run() }()
 	}
+	s.lifeMu.Unlock()
 	stop := context.AfterFunc(ctx, func() { s.Close() })
 	defer stop()
 	s.log.Info("tftp serving", zap.Stringer("addr", s.conn.LocalAddr()),
@@ -169,8 +180,14 @@ func (s *TFTPServer) Serve(ctx context.Context) error {
 func (s *TFTPServer) Close() error {
 	var err error
 	s.closeOnce.Do(func() {
+		s.lifeMu.Lock()
+		defer s.lifeMu.Unlock()
 		close(s.closed)
 		err = s.conn.Close()
+		if !s.serving {
+			s.closeWorkers()
+			return
+		}
 		for _, w := range s.workers {
 			w.wake()
 		}

@@ -432,3 +432,23 @@ func TestTFTPRetransmittedRRQ(t *testing.T) {
 		t.Fatalf("duplicate metric %v", got)
 	}
 }
+
+// TestTFTPCloseBeforeServe: Close releases everything and Serve then
+// returns nil at once.
+func TestTFTPCloseBeforeServe(t *testing.T) {
+	_, arts := newArtTree(t)
+	conn, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := NewTFTP(TFTPConfig{}, conn, arts, nil, zaptest.NewLogger(t), clock.Real{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Serve(context.Background()); err != nil {
+		t.Fatalf("Serve after Close = %v, want nil", err)
+	}
+}

@@ -116,7 +116,7 @@ func Run(o Options) ([]Result, error) {
 	}
 	PrintTable(o.Out, results, o.Servers)
 	if o.Profile {
-		fmt.Fprintf(o.Out, "\nCPU profiles of our server: %s/profile-*.pprof (kept)\n", tree.Dir)
+		fmt.Fprintf(o.Out, "\nCPU profiles of the Go servers: %s/profile-*.pprof (kept)\n", tree.Dir)
 	}
 	return results, nil
 }
@@ -204,8 +204,8 @@ func rotate(s []string, k int) []string {
 // runOne starts a fresh server process, runs the scenario, stops it.
 func runOne(o Options, tree *Tree, name string, sc scenario, storm int) (Result, error) {
 	profile := ""
-	if o.Profile && name == Netboot {
-		profile = filepath.Join(tree.Dir, fmt.Sprintf("profile-%s.pprof", strings.NewReplacer(" ", "_", "=", "").Replace(sc.name)))
+	if o.Profile && (name == Netboot || name == Pin) {
+		profile = filepath.Join(tree.Dir, fmt.Sprintf("profile-%s-%s.pprof", name, strings.NewReplacer(" ", "_", "=", "").Replace(sc.name)))
 	}
 	peer, err := StartPeer(name, o.Exe, tree.Root, tree.Dir, storm, profile)
 	if err != nil {
