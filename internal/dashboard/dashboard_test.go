@@ -271,6 +271,21 @@ func TestLiveBacklogMarksSignatures(t *testing.T) {
 	}
 }
 
+func TestUnknownSourceIsListed(t *testing.T) {
+	f := newFixture(t)
+	b := store.Boot{Host: "unknown:127.0.0.9", Started: t0, Updated: t0, Stage: event.StageDHCP, Outcome: store.OutcomeInProgress}
+	if err := f.db.CreateBoot(context.Background(), &b); err != nil {
+		t.Fatal(err)
+	}
+	_, body := get(t, f.srv, "/")
+	if !strings.Contains(body, `<a href="/hosts/unknown:127.0.0.9">unknown:127.0.0.9</a> <span class="muted">(not in inventory)</span>`) {
+		t.Error("the unknown source is not listed on the overview")
+	}
+	if code, body := get(t, f.srv, "/hosts/unknown:127.0.0.9"); code != 200 || !strings.Contains(body, "not in the inventory") {
+		t.Errorf("host page of an unknown source: %d", code)
+	}
+}
+
 func TestStaticAssets(t *testing.T) {
 	f := newFixture(t)
 	for _, p := range []string{"/static/style.css", "/static/live.js"} {
