@@ -100,7 +100,6 @@ type hostState struct {
 	mu      sync.Mutex
 	name    string
 	unknown bool
-	seen    time.Time
 
 	started    bool
 	boot       int64
@@ -137,7 +136,6 @@ type lineBuf struct {
 func (a *Assembler) Process(h *hostState, payload []byte, now time.Time, out *lineBuf) Result {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.seen = now
 	a.expireFrags(h, now, out)
 	var d Datagram
 	if err := ParseDatagram(payload, &d); err != nil {
@@ -300,7 +298,11 @@ func (a *Assembler) expireFrags(h *hostState, now time.Time, out *lineBuf) {
 			break
 		}
 		h.frags = h.frags[1:]
-		a.flushFragment(h, f, now, out, map[bool]string{true: "evicted", false: "timeout"}[over])
+		why := "timeout"
+		if over {
+			why = "evicted"
+		}
+		a.flushFragment(h, f, now, out, why)
 	}
 	if h.pending != nil && now.Sub(h.pendAt) >= a.cfg.FragTimeout {
 		a.plainRecord(h, h.pending, now, out, store.LogFlagReassembled)

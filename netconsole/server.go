@@ -39,8 +39,10 @@ type Config struct {
 	// Default 0: off (under CPU contention the pause overshoots and the
 	// socket buffer overflows sooner).
 	Coalesce time.Duration
-	// MaxHosts bounds the sources with per-host state; datagrams from
-	// further sources are dropped and counted. Default 4096.
+	// MaxHosts bounds the unknown sources (not in the inventory, leases or
+	// API callers) with per-host state; datagrams from further unknown
+	// sources are dropped and counted. Known hosts always get state, so a
+	// flood from spoofed addresses cannot crowd them out. Default 4096.
 	MaxHosts int
 	// ResolveTTL is how long a source address → host answer is cached.
 	// Default 5s.
@@ -124,9 +126,9 @@ type Server struct {
 	asm   *Assembler
 	w     *writer
 
-	mu    sync.Mutex
-	hosts map[string]*hostState
-	addrs map[netip.Addr]addrEntry
+	mu           sync.Mutex
+	hosts        map[string]*hostState
+	unknownHosts int
 
 	kernelDrops atomic.Uint64
 	dropLogAt   atomic.Int64
@@ -164,7 +166,7 @@ func New(cfg Config, deps Deps, conns ...net.PacketConn) (*Server, error) {
 			}
 		}
 	}
-	s := &Server{cfg: cfg, deps: deps, conns: conns, hosts: map[string]*hostState{}, addrs: map[netip.Addr]addrEntry{}, closed: make(chan struct{})}
+	s := &Server{cfg: cfg, deps: deps, conns: conns, hosts: map[string]*hostState{}, closed: make(chan struct{})}
 	var last LastBootFunc
 	if deps.Store != nil {
 		last = s.lastStoredBoot
@@ -360,12 +362,15 @@ func (s *Server) lookup(src netip.Addr, now time.Time) addrEntry {
 	defer s.mu.Unlock()
 	h, ok := s.hosts[name]
 	if !ok {
-		if len(s.hosts) >= s.cfg.MaxHosts {
-			s.deps.Log.Debug("netconsole: too many sources, datagram dropped", zap.Stringer("src", src))
+		if !known && s.unknownHosts >= s.cfg.MaxHosts {
+			s.deps.Log.Debug("netconsole: too many unknown sources, datagram dropped", zap.Stringer("src", src))
 			return addrEntry{}
 		}
 		h = newHostState(name, !known)
 		s.hosts[name] = h
+		if !known {
+			s.unknownHosts++
+		}
 		s.deps.Metrics.setHosts(len(s.hosts))
 		if known {
 			s.deps.Log.Info("netconsole: first datagram from host", zap.String("host", name), zap.Stringer("src", src))
@@ -373,9 +378,7 @@ func (s *Server) lookup(src netip.Addr, now time.Time) addrEntry {
 			s.deps.Log.Warn("netconsole: datagrams from an unknown source kept as "+name, zap.Stringer("src", src))
 		}
 	}
-	e := addrEntry{h: h, at: now}
-	s.addrs[src] = e
-	return e
+	return addrEntry{h: h, at: now}
 }
 
 // deliver hands the lines of a processed batch to the store writer and the

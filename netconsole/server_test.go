@@ -2,6 +2,7 @@ package netconsole
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"net/netip"
 	"path/filepath"
@@ -190,4 +191,29 @@ func TestServerKernelDrops(t *testing.T) {
 	}
 	_ = s
 	c.Close()
+}
+
+func TestUnknownSourcesCannotCrowdOutKnownHosts(t *testing.T) {
+	res := ResolverFunc(func(ip netip.Addr) (string, bool) { return "known", ip == netip.MustParseAddr("127.0.0.9") })
+	s, err := New(Config{Listen: "127.0.0.1:0", MaxHosts: 2}, Deps{Log: zaptest.NewLogger(t), Resolver: res})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.closeConns()
+	cache := map[netip.Addr]addrEntry{}
+	var out lineBuf
+	for _, src := range []string{"127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.9"} {
+		s.handle(netip.MustParseAddr(src), []byte("6,1,1,-;x\n"), time.Now(), cache, &out)
+	}
+	want := "[unknown:127.0.0.2 unknown:127.0.0.3 known]"
+	var got []string
+	for _, l := range out.lines {
+		got = append(got, l.Host)
+	}
+	if fmt.Sprint(got) != want {
+		t.Errorf("hosts with lines: %v, want %s", got, want)
+	}
+	if out.tally.n[resultIndex[ResultDropped]] != 1 {
+		t.Errorf("dropped = %d, want 1", out.tally.n[resultIndex[ResultDropped]])
+	}
 }
