@@ -89,6 +89,7 @@ func newDaemon(ctx context.Context, cfg *config.Config, log *zap.Logger) (*daemo
 		{"netconsole", d.setupNetconsole},
 		{"rbd", d.setupRBD},
 		{"initramfs", d.setupInitramfs},
+		{"dashboard", d.setupDashboard},
 		{"http", d.setupHTTP},
 	}
 	for _, s := range steps {
