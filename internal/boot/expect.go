@@ -273,9 +273,9 @@ func (t *Tracker) resume(ctx context.Context, hs *hostState) {
 	t.log.Info("boot: attempt resumed after restart", zap.String("host", r.Host), zap.Int64("boot", r.BootID),
 		zap.Stringer("stage", r.LastStage), zap.Time("deadline", r.Deadline))
 	if !r.Deadline.IsZero() && !t.clock.Now().Before(r.Deadline) {
-		d := r.deadlineFor(r.LastStage)
+		d := r.deadlineFor(r.LastStage + 1)
 		ev := event.Event{Time: r.Deadline, Host: r.Host, Kind: KindStuck, Failed: true,
-			Message: fmt.Sprintf("no progress past %s within its deadline of %s (judged when netbootd restarted)", r.LastStage, d),
+			Message: stuckMessage(r.LastStage, d) + " (judged when netbootd restarted)",
 			Attrs:   map[string]string{"stage": r.LastStage.String(), "deadline": d.String()}}
 		if _, err := t.recordLocked(ctx, hs, ev); err != nil {
 			t.log.Error("tracker: record stuck on restore", zap.String("host", r.Host), zap.Error(err))

@@ -71,7 +71,7 @@ func newReport(host, class string, at time.Time, deadlines map[string]time.Durat
 	return r
 }
 
-// deadlineFor returns the deadline of stage (0: none).
+// deadlineFor returns the time allowed to reach stage (0: none).
 func (r *Report) deadlineFor(stage event.Stage) time.Duration {
 	d, err := time.ParseDuration(r.Deadlines[stage.String()])
 	if err != nil {
@@ -188,7 +188,7 @@ func (r *Report) advance(ev event.Event) {
 	r.Stages = append(r.Stages, StageMark{Stage: ev.Stage, At: ev.Time, Via: ev.Kind})
 	r.LastStage = ev.Stage
 	r.Deadline = time.Time{}
-	if d := r.deadlineFor(ev.Stage); d > 0 && ev.Stage < event.StageReady {
+	if d := r.deadlineFor(ev.Stage + 1); d > 0 && ev.Stage < event.StageReady {
 		r.Deadline = ev.Time.Add(d)
 	}
 }

@@ -26,7 +26,7 @@ var t0 = time.Date(2026, 11, 26, 4, 0, 0, 0, time.UTC)
 func testInventory() *config.Config {
 	return &config.Config{
 		Classes: map[string]config.Class{
-			"udoo": {Arch: "amd64", Firmware: "uefi", Deadlines: map[string]config.Duration{"root-map": config.Duration(45 * time.Second)}},
+			"udoo": {Arch: "amd64", Firmware: "uefi", Deadlines: map[string]config.Duration{"root-mount": config.Duration(45 * time.Second)}},
 			"cm4":  {Arch: "arm64", Firmware: "rpi"},
 		},
 		Hosts: []config.Host{

@@ -78,14 +78,20 @@ func (c *Checker) Run(ctx context.Context, chk config.SmokeCheck, vars map[strin
 	deadline := orDefault(chk.Deadline.D(), DefaultSmokeDeadline)
 	dctx, cancel := context.WithTimeout(ctx, deadline)
 	defer cancel()
+	var prev error
 	for {
 		res.Attempts++
 		tctx, tcancel := context.WithTimeout(dctx, orDefault(chk.Timeout.D(), DefaultSmokeTimeout))
 		err = c.try(tctx, chk.Kind, target, args, expect, seen)
 		tcancel()
+		if err != nil && dctx.Err() != nil && prev != nil {
+			// The deadline cut this try short: the try before says more.
+			err = prev
+		}
 		if err == nil || (maxTries > 0 && res.Attempts >= maxTries) || !c.pause(dctx) {
 			break
 		}
+		prev = err
 	}
 	res.OK, res.Time, res.DurationMS = err == nil, time.Now(), time.Since(start).Milliseconds()
 	res.Message = "ok"

@@ -398,17 +398,22 @@ func (t *Tracker) arm(hs *hostState) {
 		return
 	}
 	host, bootID, stage, at := r.Host, r.BootID, r.LastStage, r.Deadline
-	d := r.deadlineFor(stage)
+	d := r.deadlineFor(stage + 1)
 	hs.timer = t.clock.AfterFunc(at.Sub(t.clock.Now()), func() { t.deadlinePassed(host, bootID, stage, d, at) })
 }
 
 // deadlinePassed judges the attempt stuck (as of the deadline, at) if it
 // is still at stage.
 func (t *Tracker) deadlinePassed(host string, bootID int64, stage event.Stage, d time.Duration, at time.Time) {
-	msg := fmt.Sprintf("no progress past %s within its deadline of %s", stage, d)
+	msg := stuckMessage(stage, d)
 	ev := event.Event{Time: at, Host: host, Kind: KindStuck, Failed: true, Message: msg,
 		Attrs: map[string]string{"stage": stage.String(), "deadline": d.String()}}
 	t.recordFor(bootID, stage, ev)
+}
+
+// stuckMessage says where a boot stopped and which deadline it missed.
+func stuckMessage(stage event.Stage, d time.Duration) string {
+	return fmt.Sprintf("no progress past %s: %s not reached within its deadline of %s", stage, stage+1, d)
 }
 
 // recordFor records ev only if host's current attempt is still bootID (and,
