@@ -415,18 +415,52 @@ func openError(name string, err error) error {
 	return fmt.Errorf("open %q: %v: %w", name, err, ErrForbidden)
 }
 
-// render renders "<name>.tmpl" for host, if that template exists.
+// render renders "<name>.tmpl" for host, if that template exists. A
+// class directory's cmdline.txt without a template is the class's
+// cmdline setting, rendered for the host.
 func (a *Artifacts) render(host *config.Host, name string, role Role) (*Artifact, error) {
+	// A class cmdline that does not render only matters to templates
+	// that use it (they fail on the missing key).
+	vars, cmdlineErr := a.TemplateVariables(host)
 	src, err := a.root.ReadFile(name + ".tmpl")
 	if err != nil {
-		return nil, openError(name+".tmpl", err)
+		err = openError(name+".tmpl", err)
+		if !errors.Is(err, ErrNotFound) || name != path.Join(a.ClassDir(host), "cmdline.txt") || a.cfg.Classes[host.Class].Cmdline == "" {
+			return nil, err
+		}
+		if cmdlineErr != nil {
+			return nil, fmt.Errorf("render %q for %s: %v: %w", name, host.Name, cmdlineErr, ErrNotFound)
+		}
+		out := []byte(vars["cmdline"] + "\n")
+		return &Artifact{Name: name + " (class cmdline)", Host: host, Role: role, Size: int64(len(out)),
+			ModTime: time.Now(), Rendered: true, data: out}, nil
 	}
-	out, err := RenderTemplate(name, string(src), a.cfg.HostVariables(host))
+	out, err := RenderTemplate(name, string(src), vars)
 	if err != nil {
 		return nil, fmt.Errorf("render %q for %s: %v: %w", name+".tmpl", host.Name, err, ErrNotFound)
 	}
 	return &Artifact{Name: name + ".tmpl", Host: host, Role: role, Size: int64(len(out)),
 		ModTime: time.Now(), Rendered: true, data: out}, nil
+}
+
+// TemplateVariables returns what templates see for host: the host's
+// variables (config.HostVariables) plus "cmdline", the class's cmdline
+// setting rendered for the host ("" when the class has none). When the
+// cmdline does not render, the variables come without "cmdline", with
+// the error.
+func (a *Artifacts) TemplateVariables(host *config.Host) (map[string]string, error) {
+	vars := a.cfg.HostVariables(host)
+	cl := a.cfg.Classes[host.Class]
+	if cl.Cmdline == "" {
+		vars["cmdline"] = ""
+		return vars, nil
+	}
+	out, err := RenderTemplate("cmdline", cl.Cmdline, vars)
+	if err != nil {
+		return vars, fmt.Errorf("class %s cmdline: %w", host.Class, err)
+	}
+	vars["cmdline"] = strings.TrimSpace(string(out))
+	return vars, nil
 }
 
 // RenderTemplate renders a text/template over host variables; a missing

@@ -24,6 +24,7 @@ classes:
     dir: rpi4
     kernel: kernel8.img
     initrd: initrd.img
+    cmdline: "console={{.console}} nb.host={{.name}}"
     variables:
       console: serial0,115200
   udoo:
@@ -32,6 +33,7 @@ classes:
     dir: x86
     kernel: vmlinuz
     initrd: initrd.img
+    cmdline: "console=ttyS0 nb.host={{.name}} nb.server={{.server}}"
 hosts:
   - name: pi-a
     serial: d9780558
@@ -65,7 +67,7 @@ func newArtTree(t testing.TB) (*config.Config, *Artifacts) {
 		"rpi4/kernel8.img":         "kernel",
 		"rpi4/initrd.img":          "initrd",
 		"rpi4/config.txt.tmpl":     "# {{.name}} serial {{.serial}}\narm_64bit=1\n",
-		"rpi4/cmdline.txt.tmpl":    "console={{.console}} role={{.role}} host={{.name}} server={{.server}}\n",
+		"rpi4/cmdline.txt.tmpl":    "{{.cmdline}} role={{.role}} server={{.server}}\n",
 		"x86/vmlinuz":              "x86-kernel",
 		"x86/initrd.img":           "x86-initrd",
 		"shared.txt":               "shared",
@@ -122,6 +124,7 @@ func TestArtifactsResolve(t *testing.T) {
 		{"pi probe of missing start.elf", "d9780558/start.elf", "127.0.0.99", "", "", "", ErrNotFound},
 		{"pi unprefixed by ip", "kernel8.img", "127.0.0.21", "pi-a", "rpi4/kernel8.img", RoleKernel, nil},
 		{"pi template", "d9780558/config.txt", "127.0.0.99", "pi-a", "rpi4/config.txt.tmpl", RoleConfig, nil},
+		{"class cmdline without template", "cmdline.txt", "127.0.0.30", "udoo", "x86/cmdline.txt (class cmdline)", RoleConfig, nil},
 		{"x86 by ip", "vmlinuz", "127.0.0.30", "udoo", "x86/vmlinuz", RoleKernel, nil},
 		{"x86 initrd", "initrd.img", "127.0.0.30", "udoo", "x86/initrd.img", RoleInitramfs, nil},
 		{"root file for known host", "ipxe/ipxe.efi", "127.0.0.30", "udoo", "ipxe/ipxe.efi", RoleFirmware, nil},
@@ -265,24 +268,28 @@ func TestRenderedTemplatesGolden(t *testing.T) {
 	}
 }
 
-// TestExampleTreeRenders renders the example tree's templates (images/)
-// for a typical Pi host.
+// TestExampleTreeRenders serves the example tree (images/) with the
+// example config and compares a Pi's per-host files with golden files.
 func TestExampleTreeRenders(t *testing.T) {
-	root, err := filepath.Abs("../images/example/root")
+	cfg, err := config.Load("../images/example/netbootd.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
-	vars := map[string]string{"name": "pi1", "serial": "d9780558", "server": "10.0.0.1", "mac": "dc:a6:32:01:36:c2"}
-	for _, tmpl := range []string{"rpi4/config.txt.tmpl", "rpi4/cmdline.txt.tmpl"} {
-		src, err := os.ReadFile(filepath.Join(root, tmpl))
+	a, err := NewArtifacts(cfg, nil, ArtifactsConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	for _, req := range []string{"d9780558/config.txt", "d9780558/cmdline.txt"} {
+		f, err := a.Open(Request{Path: req})
 		if err != nil {
-			t.Fatal(err)
+			t.Fatalf("Open(%q): %v", req, err)
 		}
-		out, err := RenderTemplate(tmpl, string(src), vars)
-		if err != nil {
-			t.Fatalf("render %s: %v", tmpl, err)
+		if f.Host == nil || f.Host.Serial != "d9780558" || !f.Rendered {
+			t.Fatalf("Open(%q) = %+v, want a rendered file for the host with serial d9780558", req, f)
 		}
-		artGolden(t, filepath.Join("testdata", "artifacts-golden", "example_"+strings.ReplaceAll(tmpl, "/", "_")), string(out))
+		b, _ := f.Bytes()
+		artGolden(t, filepath.Join("testdata", "artifacts-golden", "example_"+strings.ReplaceAll(req, "/", "_")), string(b))
 	}
 }
 
