@@ -411,8 +411,11 @@ func (c *Cluster) BreakLock(ctx context.Context, img rbd.Image, owner rbd.Addr) 
 	})
 }
 
-// ImageID calls rbd_get_id on a read-only handle; ids are cached per
-// image (they change only when an image is re-created: ENOENT drops it).
+// ImageID reads the image's id from its rbd_id.<name> object (a Ceph
+// string: 4-byte little-endian length, then the id) with rados_read, as
+// rbd_get_id does, without opening the image. Ids are cached per image
+// (they change only when an image is re-created: ENOENT on the header
+// drops the cached one).
 func (c *Cluster) ImageID(ctx context.Context, img rbd.Image) (string, error) {
 	c.mu.Lock()
 	id, ok := c.ids[img]
@@ -420,10 +423,19 @@ func (c *Cluster) ImageID(ctx context.Context, img rbd.Image) (string, error) {
 	if ok {
 		return id, nil
 	}
-	err := c.withImage(ctx, "image id", img, true, func(im *cephrbd.Image) error {
-		var err error
-		id, err = im.GetId()
-		return mapErr(err)
+	err := c.do(ctx, "image id of "+img.String(), func(conn *rados.Conn) error {
+		ioctx, err := conn.OpenIOContext(img.Pool)
+		if err != nil {
+			return fmt.Errorf("open pool: %w", mapErr(err))
+		}
+		defer ioctx.Destroy()
+		buf := make([]byte, 256)
+		n, err := ioctx.Read("rbd_id."+img.Name, buf, 0)
+		if err != nil {
+			return fmt.Errorf("read rbd_id.%s: %w", img.Name, mapErr(err))
+		}
+		id, err = decodeCephString(buf[:n])
+		return err
 	})
 	if err != nil {
 		return "", err

@@ -146,3 +146,16 @@ func parseKey(out []byte) (string, error) {
 	}
 	return one.Key, nil
 }
+
+// decodeCephString decodes a Ceph-encoded string (u32 little-endian
+// length, bytes), the content of an rbd_id.<name> object.
+func decodeCephString(b []byte) (string, error) {
+	if len(b) < 4 {
+		return "", fmt.Errorf("decode image id: %d bytes", len(b))
+	}
+	n := uint32(b[0]) | uint32(b[1])<<8 | uint32(b[2])<<16 | uint32(b[3])<<24
+	if n == 0 || uint64(n) != uint64(len(b)-4) {
+		return "", fmt.Errorf("decode image id: length %d in %d bytes", n, len(b))
+	}
+	return string(b[4:]), nil
+}

@@ -92,3 +92,14 @@ func FuzzParseBlocklist(f *testing.F) {
 		}
 	})
 }
+
+func TestDecodeCephString(t *testing.T) {
+	if id, err := decodeCephString([]byte{12, 0, 0, 0, '1', '0', 'f', 'a', '6', 'b', '8', 'b', '4', '5', '6', '7'}); err != nil || id != "10fa6b8b4567" {
+		t.Fatalf("id %q, %v", id, err)
+	}
+	for _, bad := range [][]byte{nil, {1, 0, 0}, {0, 0, 0, 0}, {5, 0, 0, 0, 'a'}} {
+		if _, err := decodeCephString(bad); err == nil {
+			t.Errorf("decodeCephString(%v) accepted", bad)
+		}
+	}
+}
