@@ -152,6 +152,32 @@ func fleet(t *testing.T) (*stack, *browser) {
 	return s, newBrowser(t)
 }
 
+// contrastJS lists the text elements whose contrast with their background
+// is below WCAG AA (4.5:1), as "selector-ish: ratio".
+const contrastJS = `(() => {
+	const parse = c => { const m = c.match(/[\d.]+/g) || [0, 0, 0, 0]; return {r: +m[0], g: +m[1], b: +m[2], a: m.length > 3 ? +m[3] : 1}; };
+	const lum = c => { const f = v => { v /= 255; return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4); };
+		return 0.2126 * f(c.r) + 0.7152 * f(c.g) + 0.0722 * f(c.b); };
+	const bg = el => { for (; el; el = el.parentElement) { const c = parse(getComputedStyle(el).backgroundColor); if (c.a > 0.5) return c; } return {r: 255, g: 255, b: 255, a: 1}; };
+	const out = [];
+	document.querySelectorAll("body *").forEach(el => {
+		if (![...el.childNodes].some(n => n.nodeType === 3 && n.textContent.trim())) return;
+		const r = el.getBoundingClientRect(); if (r.width < 2 || r.height < 2) return;
+		const a = lum(parse(getComputedStyle(el).color)), b = lum(bg(el));
+		const ratio = (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+		if (ratio < 4.5) out.push(el.tagName.toLowerCase() + "." + el.className + " '" + el.textContent.trim().slice(0, 20) + "': " + ratio.toFixed(2));
+	});
+	return out;
+})()`
+
+// checkContrast fails the test for text below WCAG AA contrast.
+func (b *browser) checkContrast(page string) {
+	b.t.Helper()
+	if bad := eval[[]string](b, contrastJS); len(bad) > 0 {
+		b.t.Errorf("%s: text below 4.5:1 contrast: %v", page, bad)
+	}
+}
+
 type hostRowDOM struct {
 	Host, Outcome, Stage, State, Badge string
 	Attention                          bool
@@ -185,6 +211,13 @@ func TestBrowserOverview(t *testing.T) {
 			t.Errorf("%s: current stage %q, store says %q", r.Host, r.Stage, b)
 		}
 	}
+	b.checkContrast("overview")
+	// The check itself catches low contrast.
+	eval[bool](b, `(() => { const s = document.createElement("span"); s.id = "probe"; s.style.color = "#bbbbbb"; s.textContent = "low contrast probe"; document.querySelector("h1").after(s); return true })()`)
+	if bad := eval[[]string](b, contrastJS); len(bad) != 1 || !strings.Contains(bad[0], "low contrast probe") {
+		t.Errorf("the contrast check found %v, want only the probe", bad)
+	}
+	eval[bool](b, `(() => { document.getElementById("probe").remove(); return true })()`)
 	b.screenshot("overview")
 	// Keyboard: the first Tab stop is the skip link, the next the brand link.
 	b.do(chromedp.KeyEvent("\t"))
@@ -263,6 +296,7 @@ func TestBrowserHostTimelines(t *testing.T) {
 		for _, tl := range tls {
 			s.checkTimeline(t, host, tl)
 		}
+		b.checkContrast("host " + host)
 		b.screenshot("host-" + host)
 	}
 	b.open(s.url + "/hosts/pi-regress")
@@ -349,6 +383,7 @@ func TestBrowserBootPage(t *testing.T) {
 	if !strings.HasPrefix(sig, "vfs-no-root: VFS: Cannot open root device") {
 		t.Errorf("signature line highlighted: %q", sig)
 	}
+	b.checkContrast("boot page")
 	b.screenshot("boot-failed")
 	stuck := s.latestBoot("pi-stuck")
 	b.open(fmt.Sprintf("%s/boots/%d", s.url, stuck.ID))
@@ -405,5 +440,6 @@ func TestBrowserLiveLog(t *testing.T) {
 		t.Errorf("signature line marked %q, want rbd-lock-failed", got)
 	}
 	b.poll(`[...document.querySelectorAll("#live-log li")].every(li => !li.hidden)`)
+	b.checkContrast("live view")
 	b.screenshot("live")
 }
