@@ -108,16 +108,53 @@ func (r *RBD) setDefaults() {
 	}
 }
 
-// Initramfs configures how netbootd builds and caches nbinit images.
+// Initramfs configures how netbootd builds and caches nbinit images
+// (initramfs/), served per host at /boot/{host}/initrd.
 type Initramfs struct {
 	// CacheDir holds built base images and per-host assemblies. Default
 	// cache/ next to the config.
 	CacheDir string `yaml:"cache_dir"`
-	// Modules is the kernel modules directory (with modules.dep) per arch.
+	// Modules is the kernel modules directory (lib/modules/<kver>, with
+	// modules.dep) per arch (amd64, arm64). An arch without one gets images
+	// without modules.
 	Modules map[string]string `yaml:"modules"`
+	// ModuleNames overrides the modules included (default: NIC drivers,
+	// netconsole, rbd, ext4 and their dependencies).
+	ModuleNames []string `yaml:"module_names"`
+	// SourceDir is the netboot source tree (the directory of netboot's
+	// go.mod) that base images are compiled from; needs a Go toolchain.
+	// Default: $NETBOOT_SRC, else the module around the working directory.
+	SourceDir string `yaml:"source_dir"`
+	// Bases are prebuilt base images per arch (`netbootctl initramfs build
+	// --base-only`), used instead of compiling; then no toolchain is needed.
+	Bases map[string]string `yaml:"bases"`
+	// OnFailure is what nbinit does when a stage fails past its deadline:
+	// shell (default), reboot or halt.
+	OnFailure string `yaml:"on_failure"`
+	// Deadline bounds nbinit's retries of each stage. Default 5m.
+	Deadline Duration `yaml:"deadline"`
+	// Netconsole is the collector nbinit points netconsole at, ip:port.
+	// Default: server.address and the port of netconsole.listen.
+	Netconsole string `yaml:"netconsole"`
 }
 
-func (i *Initramfs) validate(scope) {}
+func (i *Initramfs) validate(v scope) {
+	for arch := range i.Modules {
+		if arch != ArchAMD64 && arch != ArchARM64 {
+			v.at("modules").errorf("%q is not one of amd64, arm64", arch)
+		}
+	}
+	for arch := range i.Bases {
+		if arch != ArchAMD64 && arch != ArchARM64 {
+			v.at("bases").errorf("%q is not one of amd64, arm64", arch)
+		}
+	}
+	switch i.OnFailure {
+	case "", "shell", "reboot", "halt":
+	default:
+		v.at("on_failure").errorf("%q is not one of shell, reboot, halt", i.OnFailure)
+	}
+}
 
 func (i *Initramfs) setDefaults(dir string) {
 	if i.CacheDir == "" {
@@ -125,6 +162,12 @@ func (i *Initramfs) setDefaults(dir string) {
 	}
 	if i.CacheDir[0] != '/' {
 		i.CacheDir = dir + "/" + i.CacheDir
+	}
+	if i.OnFailure == "" {
+		i.OnFailure = "shell"
+	}
+	if i.Deadline == 0 {
+		i.Deadline = Duration(300e9)
 	}
 }
 
