@@ -23,7 +23,7 @@ func (d *daemon) setupInitramfs(context.Context) error {
 		return err
 	}
 	hi, err := initramfs.NewHostImages(initramfs.HostImagesConfig{
-		Server: initramfs.ServerAddr(publicHostPort(d.cfg.HTTP.PublicURL), d.cfg.Server.Address, d.cfg.HTTP.Listen),
+		Server:     initramfs.ServerAddr(publicHostPort(d.cfg.HTTP.PublicURL), d.cfg.Server.Address, d.cfg.HTTP.Listen),
 		Netconsole: d.netconsoleTarget(), Modules: ic.Modules, ModuleNames: ic.ModuleNames,
 		OnFailure: ic.OnFailure, Deadline: ic.Deadline.D(),
 	}, b, d.log.Named("initramfs"), d.clock, d.registry)
