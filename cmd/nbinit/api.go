@@ -31,7 +31,10 @@ type StageReport struct {
 	Attrs   map[string]string `json:"attrs,omitempty"`
 }
 
-// PrepareResponse is the 200 answer of root/prepare.
+// PrepareResponse is the 200 answer of root/prepare. Two shapes are
+// accepted: the flat one of the original contract, and netbootd's
+// (rbd.PrepareAnswer) with the map parameters under "map" and the actions
+// as "result"."steps"; normalize folds the latter into the former.
 type PrepareResponse struct {
 	Monitors   []string          `json:"monitors"`
 	Pool       string            `json:"pool"`
@@ -40,6 +43,40 @@ type PrepareResponse struct {
 	Key        string            `json:"key"`
 	MapOptions string            `json:"map_options"`
 	Actions    []json.RawMessage `json:"actions"`
+
+	Map *struct {
+		Monitors []string `json:"monitors"`
+		Pool     string   `json:"pool"`
+		Image    string   `json:"image"`
+		User     string   `json:"user"`
+		Key      string   `json:"key"`
+		Options  []string `json:"options"`
+	} `json:"map,omitempty"`
+	Result *struct {
+		Steps []json.RawMessage `json:"steps"`
+	} `json:"result,omitempty"`
+}
+
+func (p *PrepareResponse) normalize() {
+	if m := p.Map; m != nil {
+		if len(p.Monitors) == 0 {
+			p.Monitors = m.Monitors
+		}
+		p.Pool, p.Image, p.User, p.Key = or(p.Pool, m.Pool), or(p.Image, m.Image), or(p.User, m.User), or(p.Key, m.Key)
+		if p.MapOptions == "" {
+			p.MapOptions = strings.Join(m.Options, ",")
+		}
+	}
+	if p.Result != nil && p.Actions == nil {
+		p.Actions = p.Result.Steps
+	}
+}
+
+func or(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
 }
 
 func (p *PrepareResponse) validate() error {
@@ -106,6 +143,7 @@ func (c *APIClient) Prepare(ctx context.Context) (*PrepareResponse, error) {
 	if err := c.post(ctx, "root/prepare", struct{}{}, &p); err != nil {
 		return nil, err
 	}
+	p.normalize()
 	return &p, nil
 }
 

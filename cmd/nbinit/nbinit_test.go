@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -153,6 +154,7 @@ type fakeAPI struct {
 	prepares int
 	refuse   int // answer 409 to this many prepare calls (-1: always)
 	badJSON  bool
+	nested   bool // answer in netbootd's rbd.PrepareAnswer shape
 }
 
 func (a *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -172,6 +174,10 @@ func (a *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		if a.badJSON {
 			w.Write([]byte(`{"pool":"rbd"}`))
+			return
+		}
+		if a.nested {
+			w.Write([]byte(`{"host":"node1","boot_id":7,"map":{"monitors":["10.0.0.1:6789","10.0.0.3:6789"],"pool":"rbd","image":"node1-root","user":"nb","key":"QUJD==","options":["ms_mode=prefer-crc"]},"result":{"steps":[{"kind":"blocklist"}]}}`))
 			return
 		}
 		w.Write([]byte(`{"monitors":["10.0.0.1:6789","10.0.0.3:6789"],"pool":"rbd","image":"node1-root","user":"nb","key":"QUJD==","map_options":"ms_mode=prefer-crc","actions":[{"kind":"blocklist"}]}`))
@@ -254,7 +260,14 @@ func (r *rig) markers(t *testing.T) []marker.Marker {
 }
 
 func TestRunHappyPath(t *testing.T) {
+	for _, nested := range []bool{false, true} {
+		t.Run(fmt.Sprintf("nested=%v", nested), func(t *testing.T) { testHappyPath(t, nested) })
+	}
+}
+
+func testHappyPath(t *testing.T, nested bool) {
 	r := newRig(t)
+	r.api.nested = nested
 	err := r.n.Run(context.Background())
 	var se *stageError
 	if !errors.As(err, &se) || se.Stage != "switch-root" {
