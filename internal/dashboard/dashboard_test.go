@@ -68,6 +68,8 @@ func TestPagesGolden(t *testing.T) {
 		{"bad-boot-id", "/boots/x", 400},
 		{"missing-boot", "/boots/999999", 404},
 		{"bad-filter", "/?outcome=bogus", 400},
+		{"overview-refresh", "/?refresh=30", 200},
+		{"bad-refresh", "/?refresh=1", 400},
 		{"unknown-path", "/nothing/here", 404},
 	}
 	for _, tt := range tests {
@@ -324,6 +326,24 @@ func FuzzParseOverviewQuery(f *testing.F) {
 		}
 		if o != "" && outcomeOrder[o] == 0 && o != store.OutcomeFailed {
 			t.Fatalf("outcome %q accepted", o)
+		}
+	})
+}
+
+func FuzzParseRefresh(f *testing.F) {
+	for _, s := range []string{"", "0", "5", "30", "3600", "3601", "-1", "x", "1e3", " 30"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, v string) {
+		n, err := parseRefresh(v)
+		if err != nil {
+			if errorStatus(err) != http.StatusBadRequest {
+				t.Fatalf("error %v is not a bad request", err)
+			}
+			return
+		}
+		if n != 0 && (n < minRefresh || n > maxRefresh) {
+			t.Fatalf("refresh %d accepted from %q", n, v)
 		}
 	})
 }

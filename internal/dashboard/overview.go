@@ -1,7 +1,9 @@
 package dashboard
 
 import (
+	"fmt"
 	"net/http"
+	"strconv"
 	"slices"
 	"strings"
 	"time"
@@ -16,9 +18,33 @@ type overviewData struct {
 	Filter  string // outcome key filtered on, "" for all
 	Sort    string // "attention" (default) or "name"
 	Total   int
+	// Refresh is the opt-in reload period in seconds (?refresh=N, for wall
+	// displays; works without JavaScript); 0 means none.
+	Refresh int
 }
 
 func (overviewData) title() string { return "Hosts" }
+
+// refreshSeconds is the page's <meta refresh> period (layout.html).
+func (d overviewData) refreshSeconds() int { return d.Refresh }
+
+// Bounds of ?refresh=N.
+const (
+	minRefresh = 5
+	maxRefresh = 3600
+)
+
+// parseRefresh validates ?refresh=N ("" or "0": none).
+func parseRefresh(v string) (int, error) {
+	if v == "" || v == "0" {
+		return 0, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < minRefresh || n > maxRefresh {
+		return 0, badRequest(fmt.Sprintf("refresh must be a number of seconds from %d to %d, not %s", minRefresh, maxRefresh, quote(v)))
+	}
+	return n, nil
+}
 
 // hostRow is one host in the overview.
 type hostRow struct {
@@ -49,6 +75,10 @@ func (s *Server) overview(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	refresh, err := parseRefresh(r.URL.Query().Get("refresh"))
+	if err != nil {
+		return nil, err
+	}
 	latest, err := s.cfg.Boots.LatestBoots(r.Context())
 	if err != nil {
 		return nil, err
@@ -56,7 +86,7 @@ func (s *Server) overview(r *http.Request) (any, error) {
 	now := s.cfg.Clock.Now()
 	rows := s.hostRows(latest, now)
 	sortRows(rows, sortBy)
-	d := overviewData{Filter: filter, Sort: sortBy, Total: len(rows)}
+	d := overviewData{Filter: filter, Sort: sortBy, Total: len(rows), Refresh: refresh}
 	counts := map[string]int{}
 	for _, row := range rows {
 		counts[row.Key]++

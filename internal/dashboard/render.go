@@ -55,7 +55,8 @@ func badRequest(msg string) error { return &httpError{http.StatusBadRequest, msg
 
 // layoutData wraps every page's data with what the layout needs.
 type layoutData struct {
-	Title string
+	Title   string
+	Refresh int // <meta refresh> seconds, 0: none
 	Page  string
 	Now   time.Time
 	Data  any
@@ -75,6 +76,9 @@ func (s *Server) page(name string, build func(*http.Request) (any, error)) http.
 		ld := layoutData{Page: name, Now: s.cfg.Clock.Now(), Data: data}
 		if t, ok := data.(titled); ok {
 			ld.Title = t.title()
+		}
+		if r, ok := data.(interface{ refreshSeconds() int }); ok {
+			ld.Refresh = r.refreshSeconds()
 		}
 		if err != nil {
 			status, tmpl = errorStatus(err), "notfound"
