@@ -42,16 +42,18 @@ func (s *stack) cleanFirstBoot(t *testing.T, vm *harness.VM) {
 	since := vm.Started.Add(-time.Second)
 	code, rep, out := s.wait(t, since, bootTimeout)
 	s.timings.add("clean first boot", rep, "")
+	if rep != nil { // the logs are checked whatever the outcome
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		lcode, logs := s.ctl(t, ctx, "logs", hostName, "--boot", fmt.Sprint(rep.BootID))
+		if lcode != 0 || !regexp.MustCompile(`Linux version \S+`).MatchString(logs) {
+			t.Errorf("netbootctl logs %s --boot %d (exit %d) lacks the kernel's first line \"Linux version …\"; first lines:\n%s",
+				hostName, rep.BootID, lcode, head(logs, 8))
+		}
+	}
 	requireOutcome(t, vm, code, rep, out, 0, "succeeded")
 	requireAllStages(t, rep)
 	requireSmokePassed(t, rep)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	lcode, logs := s.ctl(t, ctx, "logs", hostName, "--boot", fmt.Sprint(rep.BootID))
-	if lcode != 0 || !regexp.MustCompile(`Linux version \S+`).MatchString(logs) {
-		t.Errorf("netbootctl logs %s --boot %d (exit %d) lacks the kernel's first line \"Linux version …\"; first lines:\n%s",
-			hostName, rep.BootID, lcode, head(logs, 8))
-	}
 }
 
 // hardReset: a QMP system_reset leaves the kernel client's lock behind; the

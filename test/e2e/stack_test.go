@@ -65,7 +65,8 @@ func newStack(t *testing.T) *stack {
 			return s.ns.Dial(ctx, network, addr)
 		},
 	}}
-	bins := buildBinaries(t, "netbootd", "netbootctl")
+	var bins map[string]string
+	step(t, "go build", func() { bins = buildBinaries(t, "netbootd", "netbootctl") })
 	s.ctlPath = bins["netbootctl"]
 	step(t, "ceph", func() {
 		s.ceph = cephlab.Start(t, cephlab.Config{NetNS: s.ns.Name, IP: serverIP, Dir: filepath.Join(s.dir, "ceph")})
