@@ -7,6 +7,8 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -91,5 +93,68 @@ func TestLogsCommand(t *testing.T) {
 	}
 	if err := runLogs(ctx, &bytes.Buffer{}, "pi1", logsOptions{boot: "-9"}); err == nil || !isAPIError(err) {
 		t.Errorf("--boot -9: err = %v, want the server's refusal", err)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for one writer and one reader.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func TestLogsFollow(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	db, err := sqlite.Open(ctx, ":memory:")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	t0 := time.Date(2026, 11, 26, 1, 0, 0, 0, time.UTC)
+	if err := db.AppendLogs(ctx, []store.LogLine{{Time: t0, Host: "pi1", BootID: 3, Seq: -1, KTime: 0, Level: -1, Text: "Linux version 6.1"}}); err != nil {
+		t.Fatal(err)
+	}
+	broker := netconsole.NewBroker(nil)
+	srv := httptest.NewServer(api.New(api.Config{Inventory: &config.Config{Hosts: []config.Host{{Name: "pi1"}}}, Store: db,
+		Deps: api.Deps{Logs: &netconsole.Service{Store: db, Broker: broker}}}))
+	defer srv.Close()
+	global.server = srv.URL
+	var out syncBuffer
+	done := make(chan error, 1)
+	go func() { done <- runLogs(ctx, &out, "pi1", logsOptions{follow: true}) }()
+	waitFor := func(s string) {
+		t.Helper()
+		for i := 0; !strings.Contains(out.String(), s); i++ {
+			if i > 1000 {
+				t.Fatalf("output lacks %q:\n%s", s, out.String())
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	waitFor("Linux version 6.1")
+	// Keep publishing until the follower's subscription is surely live.
+	for i := 0; !strings.Contains(out.String(), "next boot"); i++ {
+		broker.Publish([]store.LogLine{{Time: t0.Add(time.Hour + time.Duration(i)), Host: "pi1", BootID: 4, Seq: 0, KTime: 0, Level: 6, Text: "next boot"}})
+		if i > 1000 {
+			t.Fatalf("no live line:\n%s", out.String())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	waitFor("── pi1 boot 4 ──")
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("follow ended with %v", err)
 	}
 }
