@@ -314,7 +314,7 @@ func (a *Assembler) flushFragment(h *hostState, f *fragment, now time.Time, out 
 	a.fragMem.Add(-int64(f.size()))
 	a.m.fragLost(why, f.missing())
 	if a.log != nil {
-		a.log.Debug("netconsole: incomplete record flushed", zap.String("host", h.name),
+		a.log.Info("netconsole: incomplete record stored truncated", zap.String("host", h.name),
 			zap.Uint64("seq", f.seq), zap.Int("missing_bytes", f.missing()), zap.String("why", why))
 	}
 	d := f.hdr
