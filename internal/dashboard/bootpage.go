@@ -135,7 +135,7 @@ func interleave(lines []store.LogLine, rep *boot.Report) []logRow {
 }
 
 func markerRow(m boot.StageMark) logRow {
-	return logRow{Marker: m.Stage.String(), Time: formatTime(m.At), Text: "stage " + m.Stage.String() + " reached (" + string(m.Via) + ")"}
+	return logRow{Marker: m.Stage.String(), Time: m.At.UTC().Format("15:04:05.000"), Text: "stage " + m.Stage.String() + " reached (" + string(m.Via) + ")"}
 }
 
 // signatureLines indexes the report's signature hits by their line.
