@@ -229,6 +229,7 @@ func runNetconsd(b *testing.B, bin string, rate float64, dur time.Duration) step
 	time.Sleep(time.Second) // drain
 	cpu := procCPU(pid) - cpu0
 	rss := rssMB(strconv.Itoa(pid))
+	drops := procUDPDrops(port)
 	cmd.Process.Signal(syscall.SIGTERM)
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
@@ -243,9 +244,34 @@ func runNetconsd(b *testing.B, bin string, rate float64, dur time.Duration) step
 		b.Fatalf("netconsd printed no totals:\n%s", logs.String())
 	}
 	n, _ := strconv.ParseInt(got[1], 10, 64)
-	r := stepResult{Receiver: "netconsd", Target: rate, Achieved: sr.Achieved, Sent: sr.Sent, Received: n, Drops: -1, PeakRSSMB: rss}
+	r := stepResult{Receiver: "netconsd", Target: rate, Achieved: sr.Achieved, Sent: sr.Sent, Received: n, Drops: drops, PeakRSSMB: rss}
 	r.CPUus = float64(cpu.Microseconds()) / float64(max(n, 1))
 	return r
+}
+
+// procUDPDrops sums the kernel's drop counter of the UDP sockets bound to
+// port (/proc/net/udp and udp6, last column), -1 if none is found.
+func procUDPDrops(port int) int64 {
+	want := fmt.Sprintf(":%04X ", port)
+	total, found := int64(0), false
+	for _, f := range []string{"/proc/net/udp", "/proc/net/udp6"} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			fields := strings.Fields(line)
+			if len(fields) < 13 || !strings.Contains(fields[1]+" ", want) {
+				continue
+			}
+			d, _ := strconv.ParseInt(fields[len(fields)-1], 10, 64)
+			total, found = total+d, true
+		}
+	}
+	if !found {
+		return -1
+	}
+	return total
 }
 
 func freeUDPPort(b *testing.B) int {
