@@ -50,11 +50,11 @@ func TestDHCPRealClients(t *testing.T) {
 			ns := harness.NewNetns(t, harness.NetnsConfig{Part: "nbpxe", Bridge: bridgePrefix})
 			b := newBootServers(t, ns, nil)
 			leases := b.startDHCP(t, tc.mode, "http://10.66.0.1:8080")
+			dir := harness.ArtifactDir(t)
 			if tc.mode == config.DHCPProxy {
-				startDnsmasq(t, ns)
+				startDnsmasq(t, ns, dir)
 			}
 			peer := ns.AddPeer(t, tc.mac, netip.Prefix{})
-			dir := harness.ArtifactDir(t)
 			capture := startCapture(t, peer, dir)
 			var got lease
 			switch tc.client {
@@ -328,7 +328,7 @@ no-ping
 
 // startDnsmasq runs dnsmasq as the network's own DHCP server (the case
 // proxyDHCP exists for) in a peer namespace at 10.66.0.2.
-func startDnsmasq(t *testing.T, ns *harness.Netns) {
+func startDnsmasq(t *testing.T, ns *harness.Netns, logDir string) {
 	t.Helper()
 	peer := ns.AddPeer(t, "02:66:00:00:00:02", netip.MustParsePrefix("10.66.0.2/24"))
 	dir := t.TempDir()
@@ -336,7 +336,7 @@ func startDnsmasq(t *testing.T, ns *harness.Netns) {
 	if err := os.WriteFile(conf, []byte(fmt.Sprintf(dnsmasqConf, filepath.Join(dir, "leases"))), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	log := filepath.Join(harness.ArtifactDir(t), "dnsmasq.log")
+	log := filepath.Join(logDir, "dnsmasq.log")
 	peer.Start(t, log, "dnsmasq", "-k", "--conf-file="+conf, "--log-facility=-")
 	waitForLog(t, log, "DHCP, IP range")
 }

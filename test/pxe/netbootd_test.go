@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"netboot/internal/config"
 	"netboot/internal/event"
 	"netboot/internal/testenv"
 	"netboot/test/harness"
@@ -27,13 +28,15 @@ tftp: {listen: "10.66.0.1:69"}
 http: {listen: "10.66.0.1:8080"}
 netconsole: {listen: "10.66.0.1:6666"}
 store: {path: %s}
-dhcp: {mode: full, interfaces: [nbbr0], netmask: 255.255.255.0, router_advert: true, ipxe_rechain: %v}
+dhcp: {mode: %s, interfaces: [nbbr0], netmask: 255.255.255.0, router_advert: true, ipxe_rechain: %v}
 `
 
 // TestNetbootdBoot runs the real netbootd binary inside a namespace and
 // network-boots QEMU through it, with the firmware fetched over TFTP:
 //   - OVMF's own UEFI PXE client (the Udoo's path): DHCP arch 7 → ipxe.efi
 //     over TFTP → iPXE → per-host script, kernel, initrd over HTTP;
+//   - the same in proxyDHCP mode beside dnsmasq (the homelab case: the
+//     router hands out the address, netbootd the boot information);
 //   - SeaBIOS with the NIC's iPXE ROM and dhcp.ipxe_rechain: the ROM gets
 //     undionly.kpxe over TFTP, that iPXE gets the script.
 //
@@ -62,19 +65,29 @@ func TestNetbootdBoot(t *testing.T) {
 	tests := []struct {
 		name, host, mac, nic, firmware string
 		uefi, rechain                  bool
+		// proxy: proxyDHCP beside dnsmasq, the network's DHCP server.
+		proxy bool
 	}{
 		{name: "ovmf-uefi-pxe", host: "uefi1", mac: "52:54:00:66:00:11", nic: "virtio-net-pci,romfile=", uefi: true, firmware: "ipxe/ipxe.efi"},
+		{name: "ovmf-uefi-pxe-proxydhcp", host: "uefi1", mac: "52:54:00:66:00:11", nic: "virtio-net-pci,romfile=", uefi: true, firmware: "ipxe/ipxe.efi", proxy: true},
 		{name: "seabios-ipxe-rechain", host: "bios1", mac: "52:54:00:66:00:10", rechain: true, firmware: "ipxe/undionly.kpxe"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := harness.ArtifactDir(t)
 			cfgPath := filepath.Join(dir, "netbootd.yaml")
-			cfg := fmt.Sprintf(daemonConfig, root, filepath.Join(t.TempDir(), "netboot.db"), tc.rechain) + testHosts
+			mode := config.DHCPFull
+			if tc.proxy {
+				mode = config.DHCPProxy
+			}
+			cfg := fmt.Sprintf(daemonConfig, root, filepath.Join(t.TempDir(), "netboot.db"), mode, tc.rechain) + testHosts
 			if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 				t.Fatal(err)
 			}
 			ns := harness.NewNetns(t, harness.NetnsConfig{Part: "nbpxe", Bridge: bridgePrefix})
+			if tc.proxy {
+				startDnsmasq(t, ns, dir)
+			}
 			logPath := filepath.Join(dir, "netbootd.log")
 			ns.Start(t, logPath, bin, "--config", cfgPath)
 			waitForLog(t, logPath, "netbootd: started")

@@ -68,7 +68,7 @@ func TestQEMUNetboot(t *testing.T) {
 			mode := config.DHCPFull
 			if tc.proxy {
 				mode = config.DHCPProxy
-				startDnsmasq(t, ns)
+				startDnsmasq(t, ns, t.TempDir())
 			}
 			leases := b.startDHCP(t, mode, "http://10.66.0.1:8080")
 			b.startFileServers(t, leases)
