@@ -258,3 +258,35 @@ func FuzzParseDatagram(f *testing.F) {
 		}
 	})
 }
+
+// FuzzAssemble feeds a sequence of datagrams (NUL-separated) through one
+// host: fragments in any order, duplicates, conflicting totals, plain
+// pieces, session resets. Nothing may panic, memory must be released and
+// every line must stay within the record bound.
+func FuzzAssemble(f *testing.F) {
+	f.Add([]byte("6,10,100,-,ncfrag=6/11;world\x006,10,100,-,ncfrag=0/11;hello \x006,10,100,-,ncfrag=0/11;hello "))
+	f.Add([]byte("6,1,1,-,ncfrag=0/4;ab\x006,2,2,-,ncfrag=0/4;cd\x006,1,1,-,ncfrag=2/5;ef\x006,0,0,-;reset"))
+	f.Add([]byte("[    3.468690] long\x00END\n\x00[    0.000000] Linux version 6.1\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		a := NewAssembler(AssemblerConfig{MaxReassemblyBytes: 1 << 15, MaxFragsPerHost: 4}, nil, nil, nil, nil, nil)
+		h := newHostState("fuzz", false)
+		var out lineBuf
+		now := time.Unix(0, 0)
+		for _, d := range bytes.Split(data, []byte{0}) {
+			now = now.Add(100 * time.Millisecond)
+			a.Process(h, d, now, &out)
+			if a.fragMem.Load() > 1<<15 {
+				t.Fatalf("reassembly memory %d over its bound", a.fragMem.Load())
+			}
+		}
+		a.flushHost(h, now, &out)
+		if a.fragMem.Load() != 0 {
+			t.Fatalf("reassembly memory %d not released", a.fragMem.Load())
+		}
+		for _, l := range out.lines {
+			if len(l.Text)+len(l.Dict) > 4*MaxRecord+8 {
+				t.Fatalf("line of %d bytes", len(l.Text))
+			}
+		}
+	})
+}
