@@ -113,7 +113,9 @@ func (r *Report) apply(ev event.Event) (advanced bool) {
 		}
 		r.end(ev.Time, store.OutcomeSucceeded, ReasonReady, msg)
 	case r.LastStage >= event.StageUserspace && r.SmokePlanned == 0:
-		r.advance(event.Event{Time: ev.Time, Stage: event.StageReady, Kind: ev.Kind})
+		if r.LastStage < event.StageReady {
+			r.advance(event.Event{Time: ev.Time, Stage: event.StageReady, Kind: ev.Kind})
+		}
 		r.end(ev.Time, store.OutcomeSucceeded, ReasonReady, "userspace reached; the class declares no smoke checks")
 	}
 	return advanced

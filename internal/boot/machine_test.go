@@ -210,3 +210,43 @@ func golden(t *testing.T, file string, v any) {
 		t.Errorf("%s differs from the golden file; got:\n%s", file, got)
 	}
 }
+
+// FuzzMachineInvariants feeds arbitrary event sequences to the pure state
+// machine: stages never go backwards within an attempt, the stage timeline
+// is strictly increasing, and a final outcome never changes.
+func FuzzMachineInvariants(f *testing.F) {
+	f.Add([]byte{0, 1, 0, 2, 2, 0, 3, 12, 0, 9, 13, 0})
+	f.Add([]byte{0, 1, 0, 8, 5, 1, 0, 1, 0, 5, 5, 0, 6, 0, 1})
+	kinds := []event.Kind{event.DHCPRequest, event.FileFetched, event.FileFailed, event.KernelLine, event.KernelBanner,
+		event.StageReport, event.Signature, event.RootPrepared, event.RootRefused, event.HostReady, KindStuck, event.SmokeResult}
+	clients := []string{"firmware", "ipxe", "rpi", "nbinit"}
+	deadlines := deadlinesFor(config.Class{})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var cur *Report
+		at := t0
+		for i := 0; i+2 < len(data); i += 3 {
+			at = at.Add(time.Second)
+			ev := event.Event{Time: at, Host: "h", Kind: kinds[int(data[i])%len(kinds)], Stage: event.Stage(int(data[i+1]) % 14),
+				Failed: data[i+2]&1 == 1, Attrs: map[string]string{"client": clients[int(data[i+2]>>1)%len(clients)]}}
+			if opensAttempt(cur, ev) {
+				cur = newReport("h", "", at, deadlines, int(data[i+2]>>3)%2)
+			}
+			if cur == nil {
+				continue
+			}
+			stage, final, outcome := cur.LastStage, cur.Terminal(), cur.Outcome
+			cur.apply(ev)
+			if cur.LastStage < stage {
+				t.Fatalf("stage went back from %s to %s on %+v", stage, cur.LastStage, ev)
+			}
+			if final && cur.Outcome != outcome {
+				t.Fatalf("final outcome %s changed to %s on %+v", outcome, cur.Outcome, ev)
+			}
+			for j := 1; j < len(cur.Stages); j++ {
+				if cur.Stages[j].Stage <= cur.Stages[j-1].Stage {
+					t.Fatalf("timeline not increasing: %+v", cur.Stages)
+				}
+			}
+		}
+	})
+}

@@ -424,6 +424,7 @@ func (t *Tracker) recordFor(bootID int64, stage event.Stage, ev event.Event) {
 	r := hs.report
 	if r == nil || r.BootID != bootID || (stage != event.StageNone && (r.LastStage != stage || r.Terminal())) {
 		t.mu.Unlock()
+		t.m.dropped.WithLabelValues("stale-follow-up").Inc()
 		t.log.Debug("tracker: stale follow-up dropped", zap.String("host", ev.Host), zap.String("kind", string(ev.Kind)))
 		return
 	}
