@@ -172,6 +172,10 @@ func (r *RouterAdvertiser) Serve(ctx context.Context) error {
 	}
 }
 
+// raRetry is how soon a failed unsolicited advertisement is tried again
+// (the first ones fail until the link has its link-local address).
+const raRetry = 2 * time.Second
+
 // tick sends an unsolicited advertisement and schedules the next.
 func (r *RouterAdvertiser) tick() {
 	select {
@@ -179,23 +183,28 @@ func (r *RouterAdvertiser) tick() {
 		return
 	default:
 	}
-	r.advertise("periodic")
+	next := r.cfg.Interval
+	if !r.advertise("periodic") {
+		next = min(next, raRetry)
+	}
 	r.mu.Lock()
-	r.timer = r.clock.AfterFunc(r.cfg.Interval, r.tick)
+	r.timer = r.clock.AfterFunc(next, r.tick)
 	r.mu.Unlock()
 }
 
-func (r *RouterAdvertiser) advertise(trigger string) {
+// advertise sends one advertisement and reports whether it went out.
+func (r *RouterAdvertiser) advertise(trigger string) bool {
 	// A numeric zone: the name may only resolve in another namespace.
 	dst := &net.IPAddr{IP: net.ParseIP("ff02::1"), Zone: strconv.Itoa(r.ifi.Index)}
 	_, err := r.conn.WriteTo(RouterAdvertisement(r.cfg.Prefix, r.ifi.HardwareAddr), &ipv6.ControlMessage{HopLimit: 255, IfIndex: r.ifi.Index}, dst)
 	if err != nil {
 		r.sent.WithLabelValues(trigger, "failed").Inc()
 		r.log.Warn("ra: send failed", zap.String("trigger", trigger), zap.Error(err))
-		return
+		return false
 	}
 	r.sent.WithLabelValues(trigger, "sent").Inc()
 	r.log.Debug("ra: sent", zap.String("trigger", trigger))
+	return true
 }
 
 // Close stops Serve and closes the socket.
