@@ -3,8 +3,8 @@ package dashboard
 import (
 	"fmt"
 	"net/http"
-	"strconv"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 

@@ -57,10 +57,10 @@ func badRequest(msg string) error { return &httpError{http.StatusBadRequest, msg
 type layoutData struct {
 	Title   string
 	Refresh int // <meta refresh> seconds, 0: none
-	Page  string
-	Now   time.Time
-	Data  any
-	Error string
+	Page    string
+	Now     time.Time
+	Data    any
+	Error   string
 }
 
 // titled is implemented by page data that names its page.
