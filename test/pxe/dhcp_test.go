@@ -164,6 +164,44 @@ func dnsmasqOffer(t *testing.T, pkts []dhcpPacket) netip.Addr {
 	return netip.Addr{}
 }
 
+// TestDHCPOnlyNamedInterfaces: a server bound to another interface of the
+// same namespace never answers (nor sees) a request on the bridge, even
+// from a known host: DHCP serves only the interfaces the config names.
+func TestDHCPOnlyNamedInterfaces(t *testing.T) {
+	testenv.RequireTools(t, "udhcpc", "tcpdump", "ip")
+	harness.RequireNetns(t)
+	ns := harness.NewNetns(t, harness.NetnsConfig{Part: "nbpxe", Bridge: bridgePrefix})
+	ns.IP(t, "link", "add", "nbbr1", "type", "bridge")
+	ns.IP(t, "addr", "add", "10.67.0.1/24", "dev", "nbbr1")
+	ns.IP(t, "link", "set", "nbbr1", "up")
+	b := newBootServers(t, ns, nil)
+	b.startDHCPOn(t, "nbbr1", config.DHCPFull, "http://10.66.0.1:8080")
+	peer := ns.AddPeer(t, "52:54:00:66:00:20", netip.Prefix{}) // client1: known
+	dir := harness.ArtifactDir(t)
+	capture := startCapture(t, peer, dir)
+	runUdhcpc(t, peer, dir, "PXEClient:Arch:00000:UNDI:002001", 0, udhcpcNoLease)
+	pkts := capture.stop(t)
+	if len(pkts) == 0 {
+		t.Fatal("capture saw no DHCP packet at all: the test cannot judge")
+	}
+	if len(pkts) != len(fromClient(pkts)) {
+		t.Fatalf("a server answered on an interface it is not bound to: %s", describePackets(pkts))
+	}
+	if n := counter(t, b.reg, "netboot_dhcp_packets_total", nil); n != 0 {
+		t.Fatalf("the server bound to nbbr1 saw %v requests from the bridge", n)
+	}
+}
+
+func fromClient(pkts []dhcpPacket) []dhcpPacket {
+	var out []dhcpPacket
+	for _, p := range pkts {
+		if p.Msg.OpCode == dhcpv4.OpcodeBootRequest {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
 func hostIP(t *testing.T, cfg *config.Config, name string) string {
 	h, ok := cfg.HostByName(name)
 	if !ok {

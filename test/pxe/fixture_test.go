@@ -139,6 +139,12 @@ func serve(t *testing.T, name string, srv interface {
 // startDHCP starts DHCP on the bridge (port 67, and 4011 in proxy mode).
 func (b *bootServers) startDHCP(t *testing.T, mode string, httpURL string) *pxe.Leases {
 	t.Helper()
+	return b.startDHCPOn(t, b.ns.BridgeDev, mode, httpURL)
+}
+
+// startDHCPOn starts DHCP bound to ifname.
+func (b *bootServers) startDHCPOn(t *testing.T, ifname, mode string, httpURL string) *pxe.Leases {
+	t.Helper()
 	inv := pxe.NewInventory(b.cfg)
 	leases := pxe.NewLeases(inv)
 	ports := []int{67}
@@ -148,14 +154,14 @@ func (b *bootServers) startDHCP(t *testing.T, mode string, httpURL string) *pxe.
 	for _, port := range ports {
 		var conn net.PacketConn
 		err := b.ns.Do(func() (err error) {
-			conn, err = server4.NewIPv4UDPConn(b.ns.BridgeDev, &net.UDPAddr{Port: port})
+			conn, err = server4.NewIPv4UDPConn(ifname, &net.UDPAddr{Port: port})
 			return err
 		})
 		if err != nil {
 			t.Fatalf("bind dhcp port %d in %s: %v", port, b.ns.Name, err)
 		}
 		srv, err := pxe.NewDHCP(pxe.DHCPConfig{
-			Mode: mode, ProxyPort: port == 4011, Interface: b.ns.BridgeDev, ServerIP: serverIP, HTTPURL: httpURL,
+			Mode: mode, ProxyPort: port == 4011, Interface: ifname, ServerIP: serverIP, HTTPURL: httpURL,
 			Netmask: netip.MustParseAddr("255.255.255.0"), Router: serverIP,
 		}, conn, pxe.DHCPDeps{Log: b.log.Named("dhcp"), Clock: clock.Real{}, Sink: b.events, Registerer: b.reg, Inventory: inv, Leases: leases})
 		if err != nil {
