@@ -110,8 +110,9 @@ func (s *DB) ListBoots(ctx context.Context, host string, limit int) ([]store.Boo
 
 // LatestBoots implements store.Boots.
 func (s *DB) LatestBoots(ctx context.Context) (map[string]store.Boot, error) {
-	boots, err := s.queryBoots(ctx, `SELECT `+bootColumns+` FROM boots b
-		WHERE seq = (SELECT MAX(seq) FROM boots WHERE host = b.host)`)
+	boots, err := s.queryBoots(ctx, `SELECT b.id, b.host, b.seq, b.started, b.updated, b.ended, b.stage, b.outcome, b.reason, b.state
+		FROM (SELECT host, MAX(seq) AS seq FROM boots GROUP BY host) m
+		JOIN boots b ON b.host = m.host AND b.seq = m.seq`)
 	if err != nil {
 		return nil, err
 	}
