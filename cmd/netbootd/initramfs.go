@@ -9,6 +9,14 @@ import (
 	"go.uber.org/zap"
 
 	"netboot/initramfs"
+	"netboot/internal/api"
+	"netboot/pxe"
+)
+
+// HostImages serves both the pxe handler (/boot/{host}/initrd) and the API.
+var (
+	_ pxe.InitrdProvider   = (*initramfs.HostImages)(nil)
+	_ api.InitramfsService = (*initramfs.HostImages)(nil)
 )
 
 // setupInitramfs wires per-host nbinit images (initramfs/): the builder
