@@ -230,7 +230,8 @@ func TestSmokeCephOSDUpThenStopped(t *testing.T) {
 	if res := c.Run(context.Background(), chk, vars, nil, 0); !res.OK {
 		t.Fatalf("osd.0 running: %s", res.Message)
 	}
-	missing := quick(config.SmokeCheck{Name: "osd7", Kind: "ceph-osd-up", Target: "7", Timeout: config.Duration(15 * time.Second)})
+	missing := config.SmokeCheck{Name: "osd7", Kind: "ceph-osd-up", Target: "7", Timeout: config.Duration(15 * time.Second),
+		Deadline: config.Duration(30 * time.Second)}
 	if res := c.Run(context.Background(), missing, nil, nil, 1); res.OK || !strings.Contains(res.Message, "does not exist") {
 		t.Errorf("osd.7: ok=%v %q, want a failure naming a missing OSD", res.OK, res.Message)
 	}
