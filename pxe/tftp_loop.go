@@ -358,8 +358,12 @@ func openTransferSocket(local netip.Addr, peer netip.AddrPort) (int, error) {
 		return -1, fmt.Errorf("socket: %w", err)
 	}
 	if err := unix.Bind(fd, sockaddr(local, 0, family)); err != nil {
-		unix.Close(fd)
-		return -1, fmt.Errorf("bind %s: %w", local, err)
+		// A request sent to a broadcast address: answer from the address
+		// the kernel picks for the route to the client.
+		if err := unix.Bind(fd, sockaddr(netip.Addr{}, 0, family)); err != nil {
+			unix.Close(fd)
+			return -1, fmt.Errorf("bind %s: %w", local, err)
+		}
 	}
 	if err := unix.Connect(fd, sockaddr(peer.Addr(), peer.Port(), family)); err != nil {
 		unix.Close(fd)
