@@ -289,3 +289,20 @@ func TestHTTPUnknownBootScript(t *testing.T) {
 		})
 	}
 }
+
+// FuzzParseUnknownHostName: whatever /boot/{name}.ipxe carries, a name
+// that parses is exactly the canonical name of the MAC it yields.
+func FuzzParseUnknownHostName(f *testing.F) {
+	for _, s := range []string{"mac-52-54-00-de-ad-00", "mac-52-54-00-DE-AD-00", "mac-", "mac-52:54:00:de:ad:00", "udoo", "mac-00-00-00-00-00-00-00-00"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, name string) {
+		mac, ok := parseUnknownHostName(name)
+		if !ok {
+			return
+		}
+		if len(mac) != 6 || UnknownHostName(mac) != name {
+			t.Fatalf("parseUnknownHostName(%q) = %v, which is named %q", name, mac, UnknownHostName(mac))
+		}
+	})
+}
