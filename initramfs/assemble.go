@@ -39,7 +39,9 @@ func (b *Builder) ModulesSegment(arch, modDir string, names []string) (string, [
 	if names == nil {
 		names = DefaultModules[arch]
 	}
-	db, err := OpenModuleDB(modDir)
+	b.modMu.Lock()
+	defer b.modMu.Unlock()
+	db, err := b.moduleDB(modDir)
 	if err != nil {
 		return "", nil, err
 	}
@@ -64,6 +66,32 @@ func (b *Builder) ModulesSegment(arch, modDir string, names []string) (string, [
 	}
 	b.log.Info("initramfs: modules segment built", zap.String("arch", arch), zap.Int("modules", len(mods)), zap.String("path", path))
 	return path, mods, nil
+}
+
+// moduleDB returns the parsed modules dir, re-read when modules.dep changes.
+func (b *Builder) moduleDB(dir string) (*ModuleDB, error) {
+	st, err := os.Stat(filepath.Join(dir, "modules.dep"))
+	if err != nil {
+		return nil, fmt.Errorf("open module db: %w (run depmod -b)", err)
+	}
+	stamp := fmt.Sprint(st.Size(), st.ModTime().UnixNano())
+	if c, ok := b.dbs[dir]; ok && c.stamp == stamp {
+		return c.db, nil
+	}
+	db, err := OpenModuleDB(dir)
+	if err != nil {
+		return nil, err
+	}
+	if b.dbs == nil {
+		b.dbs = map[string]cachedDB{}
+	}
+	b.dbs[dir] = cachedDB{db: db, stamp: stamp}
+	return db, nil
+}
+
+type cachedDB struct {
+	db    *ModuleDB
+	stamp string
 }
 
 func modulesKey(db *ModuleDB, mods []Module) (string, error) {

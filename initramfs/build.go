@@ -76,6 +76,9 @@ type Builder struct {
 	cfg     Config
 	log     *zap.Logger
 	buildMu sync.Mutex
+
+	modMu sync.Mutex // modules segments and the parsed module dirs
+	dbs   map[string]cachedDB
 }
 
 // New returns a Builder.
