@@ -47,7 +47,9 @@ func newTestTracker(t *testing.T, inv *config.Config, st store.Store, clk clock.
 	return tr
 }
 
-func memStore(t *testing.T) store.Store {
+func memStore(t *testing.T) store.Store { return memStoreB(t) }
+
+func memStoreB(t testing.TB) store.Store {
 	t.Helper()
 	st, err := sqlite.Open(context.Background(), ":memory:")
 	if err != nil {

@@ -20,8 +20,9 @@ type Signature struct {
 	Hint    string `json:"hint"`
 
 	re *regexp.Regexp
-	// literal must occur in a line for re to be tried (cheap prefilter).
-	literal string
+	// One of literals must occur in a line for re to be tried (a cheap
+	// prefilter); none means always try re.
+	literals []string
 }
 
 // Pattern returns the signature's regular expression.
@@ -32,8 +33,11 @@ type Catalogue struct {
 	sigs []Signature
 }
 
+// builtin is one catalogue entry; literals is "|"-separated, and every
+// line the regex matches must contain one of them (FuzzCatalogueMatch
+// checks it).
 type builtin struct {
-	name, stage, literal, re string
+	name, stage, literals, re string
 	fatal                    bool
 	explain, hint            string
 }
@@ -82,24 +86,24 @@ var builtins = []builtin{
 	// Network in the initramfs.
 	{"ipconfig-failed", "network", "IP-Config", `IP-Config: Auto-configuration of network failed`, true,
 		"the kernel's own DHCP (ip=dhcp) got no lease", "check the link and the DHCP server; nbinit does its own DHCP, drop ip= from the cmdline"},
-	{"dhcp-timeout", "network", "", `Sending DHCP requests .*timed out|nbinit: dhcp: .*(?:timed out|failed)`, false,
+	{"dhcp-timeout", "network", "Sending DHCP requests|nbinit: dhcp:", `Sending DHCP requests .*timed out|nbinit: dhcp: .*(?:timed out|failed)`, false,
 		"DHCP in the initramfs timed out", "check the link, the VLAN and that the DHCP server answers the initramfs client"},
 	{"no-carrier", "network", "carrier", `No carrier detected on interface (\S+)|timeout waiting for carrier`, false,
 		"the network link is down in the initramfs", "check the cable/switch port and that the NIC driver is in the initramfs"},
 	{"dracut-timeout", "root-mount", "dracut-initqueue", `dracut-initqueue.*(?:starting timeout scripts|timeout, still waiting)`, false,
 		"dracut waited too long for the root device", "the root device never appeared: see earlier rbd/libceph lines"},
-	{"emergency-shell", "root-mount", "", `Starting Dracut Emergency Shell|Entering emergency mode|Dropping to a shell!|Gave up waiting for root (?:file system )?device`, true,
+	{"emergency-shell", "root-mount", "Emergency Shell|emergency mode|Dropping to a shell|Gave up waiting for root", `Starting Dracut Emergency Shell|Entering emergency mode|Dropping to a shell!|Gave up waiting for root (?:file system )?device`, true,
 		"the initramfs gave up and dropped to a shell", "the root device did not appear or did not mount; see the lines before"},
 	{"netconsole-no-dev", "kernel-up", "netconsole", `netconsole: (\S+) doesn't exist, aborting`, false,
 		"netconsole could not find its network device", "build the NIC driver in, or name the device by MAC in netconsole="},
 	// Block devices and userspace.
-	{"blockdev-eperm", "root-map", "", `(?i)(?:/dev/rbd\d+|block device|/dev/\S+).*operation not permitted`, true,
+	{"blockdev-eperm", "root-map", "peration not permitted", `(?:/dev/rbd\d+|block device|/dev/\S+).*[Oo]peration not permitted`, true,
 		"opening the block device was refused (EPERM: the image is locked by another client or mapped read-only)", "check the exclusive lock and blocklist: `netbootctl rbd status HOST`"},
 	{"systemd-start-limit", "userspace", "Start request repeated too quickly", `(\S+): Start request repeated too quickly`, false,
 		"a systemd unit failed repeatedly and hit its start limit", "`systemctl status` that unit on the host; it failed after the new boot"},
 	{"systemd-unit-failed", "userspace", "Failed to start", `Failed to start (.*)\.`, false,
 		"a systemd unit failed to start", "`journalctl -u` that unit on the host"},
-	{"ext4-mmp", "root-mount", "MMP", `EXT4-fs warning .*ext4_multi_mount_protect`, false,
+	{"ext4-mmp", "root-mount", "ext4_multi_mount_protect", `EXT4-fs warning .*ext4_multi_mount_protect`, false,
 		"ext4 multi-mount protection saw another writer (a previous boot's mapping may still be alive)", "make sure the previous client is fenced before mounting"},
 	// Resources and hangs.
 	{"oom", "userspace", "ut of memory", `Out of memory: Kill(?:ed)? process (\d+) \((\S+)\)|Memory cgroup out of memory|Out of memory and no killable processes`, false,
@@ -132,7 +136,7 @@ func NewCatalogue(extra []config.Signature) (*Catalogue, error) {
 			return nil, fmt.Errorf("build signature %s: %w", b.name, err)
 		}
 		c.sigs = append(c.sigs, Signature{Name: b.name, Stage: st, Fatal: b.fatal, Explain: b.explain,
-			Hint: b.hint, re: regexp.MustCompile(b.re), literal: b.literal})
+			Hint: b.hint, re: regexp.MustCompile(b.re), literals: splitLiterals(b.literals)})
 	}
 	for _, s := range extra {
 		sig, err := compileSignature(s)
@@ -155,7 +159,28 @@ func compileSignature(s config.Signature) (Signature, error) {
 	}
 	prefix, _ := re.LiteralPrefix()
 	fatal := s.Fatal == nil || *s.Fatal
-	return Signature{Name: s.Name, Stage: st, Fatal: fatal, Explain: s.Explain, Hint: s.Hint, re: re, literal: prefix}, nil
+	return Signature{Name: s.Name, Stage: st, Fatal: fatal, Explain: s.Explain, Hint: s.Hint, re: re,
+		literals: splitLiterals(prefix)}, nil
+}
+
+func splitLiterals(s string) []string {
+	if s == "" {
+		return nil
+	}
+	return strings.Split(s, "|")
+}
+
+// mayMatch applies the prefilter.
+func (s *Signature) mayMatch(line string) bool {
+	if len(s.literals) == 0 {
+		return true
+	}
+	for _, l := range s.literals {
+		if strings.Contains(line, l) {
+			return true
+		}
+	}
+	return false
 }
 
 // Signatures returns the catalogue's entries in match order.
@@ -163,12 +188,9 @@ func (c *Catalogue) Signatures() []Signature { return append([]Signature(nil), c
 
 // Match returns the first signature matching line.
 func (c *Catalogue) Match(line string) (Signature, bool) {
-	for _, s := range c.sigs {
-		if s.literal != "" && !strings.Contains(line, s.literal) {
-			continue
-		}
-		if s.re.MatchString(line) {
-			return s, true
+	for i := range c.sigs {
+		if s := &c.sigs[i]; s.mayMatch(line) && s.re.MatchString(line) {
+			return *s, true
 		}
 	}
 	return Signature{}, false

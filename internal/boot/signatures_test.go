@@ -101,7 +101,7 @@ func catalogueEntry(t *testing.T, tr *Tracker, name string) Signature {
 	return Signature{}
 }
 
-func readLines(t *testing.T, file string) []string {
+func readLines(t testing.TB, file string) []string {
 	t.Helper()
 	f, err := os.Open(file)
 	if err != nil {
