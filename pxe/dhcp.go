@@ -289,9 +289,13 @@ func (s *DHCPServer) eventOf(req *dhcpv4.DHCPv4, d dhcpDecision, mt string) even
 	}
 	switch {
 	case d.result != "replied":
+		// Only a refused or failed boot of a known host is a failed dhcp
+		// stage; other ignores (unknown MACs, DECLINEs) name no stage, so
+		// that they never open a boot attempt.
 		ev.Kind = event.DHCPIgnored
-		ev.Stage = event.StageDHCP
-		ev.Failed = d.known && d.result == "failed" || strings.Contains(d.reason, "mismatch")
+		if d.known && (d.result == "failed" || strings.Contains(d.reason, "mismatch")) {
+			ev.Stage, ev.Failed = event.StageDHCP, true
+		}
 	case d.boot:
 		ev.Stage = event.StageDHCP
 		ev.Attrs["file"] = d.file

@@ -39,6 +39,12 @@ func dhcpIgnored(c Client, host, reason string) dhcpDecision {
 	return dhcpDecision{client: c, host: host, result: "ignored", reason: reason}
 }
 
+// refuse turns d into a refusal, keeping whom it is about.
+func refuse(d dhcpDecision, reason string) dhcpDecision {
+	d.reply, d.boot, d.file, d.ip, d.result, d.reason = nil, false, "", netip.Addr{}, "ignored", reason
+	return d
+}
+
 func dhcpQuiet(d dhcpDecision) dhcpDecision { d.quiet = true; return d }
 
 // raspberryPiOpt43 is option 43 byte for byte as dnsmasq's
@@ -150,7 +156,12 @@ func (s *DHCPServer) decideFull(req *dhcpv4.DHCPv4, c Client, h *config.Host, na
 		d.ip = addrOf(req.ClientIPAddr)
 		return s.addBootOrLease(d, req, c, h)
 	default:
-		return dhcpIgnored(c, name, fmt.Sprintf("%s needs no answer", mt))
+		d := dhcpIgnored(c, name, fmt.Sprintf("%s needs no answer", mt))
+		if mt == dhcpv4.MessageTypeDecline {
+			d.reason = "decline: the client says its reserved address is in use"
+			return d
+		}
+		return dhcpQuiet(d)
 	}
 	d.ip = res
 	d.reply.YourIPAddr = res.AsSlice()
@@ -194,14 +205,14 @@ func (s *DHCPServer) addBoot(d dhcpDecision, req *dhcpv4.DHCPv4, c Client, h *co
 	kind := c.Kind
 	if class.Firmware == config.FirmwareRPi {
 		if kind != ClientRPi && kind != ClientBIOS {
-			return dhcpIgnored(c, d.host, fmt.Sprintf("firmware mismatch: class is rpi, client is %s", kind))
+			return refuse(d, fmt.Sprintf("firmware mismatch: class is rpi, client is %s", kind))
 		}
 		kind = ClientRPi
 	} else if kind == ClientRPi {
-		return dhcpIgnored(c, d.host, fmt.Sprintf("firmware mismatch: Raspberry Pi GUID, class firmware is %q", class.Firmware))
+		return refuse(d, fmt.Sprintf("firmware mismatch: Raspberry Pi GUID, class firmware is %q", class.Firmware))
 	}
 	if want := archOfKind(kind, c.Arch); want != "" && want != arch {
-		return dhcpIgnored(c, d.host, fmt.Sprintf("architecture mismatch: client is %s, host is %s", want, arch))
+		return refuse(d, fmt.Sprintf("architecture mismatch: client is %s, host is %s", want, arch))
 	}
 	r := d.reply
 	r.ServerIPAddr = s.cfg.ServerIP.AsSlice()
@@ -227,7 +238,7 @@ func (s *DHCPServer) addBoot(d dhcpDecision, req *dhcpv4.DHCPv4, c Client, h *co
 	default:
 		d.file = s.firmwareFile(kind)
 		if d.file == "" {
-			return dhcpIgnored(c, d.host, fmt.Sprintf("no boot file for client arch %d", c.Arch))
+			return refuse(d, fmt.Sprintf("no boot file for client arch %d", c.Arch))
 		}
 		if r.ClassIdentifier() == "PXEClient" {
 			r.UpdateOption(dhcpv4.OptGeneric(dhcpv4.OptionVendorSpecificInformation, pxeBootFileOpt43))
