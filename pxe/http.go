@@ -298,7 +298,12 @@ func (h *HTTPHandler) eventOf(t *httpTransfer, result string, dur time.Duration)
 	case "partial", "not-modified":
 		// A range or cached answer proves nothing about the boot.
 	default:
-		ev.Kind, ev.Stage, ev.Failed, ev.Message = event.FileFailed, stage, t.known, t.err
+		// A known host's failed fetch fails its stage; an unknown client's
+		// names no stage (it must not open a boot attempt).
+		ev.Kind, ev.Failed, ev.Message = event.FileFailed, t.known, t.err
+		if t.known {
+			ev.Stage = stage
+		}
 	}
 	return ev
 }

@@ -167,7 +167,7 @@ func TestHTTPServes(t *testing.T) {
 		{name: "initrd", path: "/files/x86/initrd.img", status: 200, body: []byte("initrd\n"), kind: event.FileFetched, host: "udoo", stage: event.StageInitramfs, role: "initramfs"},
 		{name: "ipxe binary", path: "/files/ipxe/undionly.kpxe", status: 200, body: []byte("kpxe\n"), kind: event.FileFetched, host: "udoo", stage: event.StageFirmware, role: "firmware"},
 		{name: "script", path: "/boot/udoo.ipxe", status: 200, bodyMatch: "kernel http://127.0.0.1:8080/files/x86/vmlinuz initrd=initrd.img console=ttyS0 nb.host=udoo", kind: event.FileFetched, host: "udoo", stage: event.StageFirmware, role: "config"},
-		{name: "script of unknown host", path: "/boot/nosuch.ipxe", status: 404, kind: event.FileFailed, host: "unknown:nosuch", stage: event.StageFirmware, role: "config"},
+		{name: "script of unknown host", path: "/boot/nosuch.ipxe", status: 404, kind: event.FileFailed, host: "unknown:nosuch", role: "config"},
 		{name: "per-host initrd", path: "/boot/vm1/initrd", status: 200, body: []byte("per-host image\n"), kind: event.FileFetched, host: "vm1", stage: event.StageInitramfs, role: "initramfs"},
 		{name: "missing file", path: "/files/x86/nosuch", status: 404, kind: event.FileFailed, host: "udoo", role: "other"},
 		{name: "symlink out of the root", path: "/files/x86/escape", status: 403, kind: event.FileFailed, host: "udoo", role: "other"},
