@@ -298,11 +298,12 @@ func (h *HTTPHandler) eventOf(t *httpTransfer, result string, dur time.Duration)
 	case "partial", "not-modified":
 		// A range or cached answer proves nothing about the boot.
 	default:
-		// A known host's failed fetch fails its stage; an unknown client's
-		// names no stage (it must not open a boot attempt).
-		ev.Kind, ev.Failed, ev.Message = event.FileFailed, t.known, t.err
-		if t.known {
-			ev.Stage = stage
+		// A known host's failed fetch of a boot file fails its stage; an
+		// unknown client's, or a bad range, names no stage (it must not
+		// open or fail a boot attempt).
+		ev.Kind, ev.Message = event.FileFailed, t.err
+		if t.known && stage != event.StageNone && (result != "client-error" || t.status == http.StatusOK) {
+			ev.Stage, ev.Failed = stage, true
 		}
 	}
 	return ev
