@@ -15,13 +15,21 @@ import (
 // event when the line matches the catalogue.
 func (t *Tracker) observe(host string, bootID int64, at time.Time, line string) {
 	t.mu.Lock()
-	defer t.notify()
-	defer t.mu.Unlock()
+	changed := t.observeLocked(host, bootID, at, line)
+	t.mu.Unlock()
+	if changed {
+		t.notify()
+	}
+}
+
+// observeLocked is observe with t.mu held; it reports whether the report
+// changed.
+func (t *Tracker) observeLocked(host string, bootID int64, at time.Time, line string) (changed bool) {
 	hs := t.state(host)
 	r := hs.report
 	if r == nil || (bootID != 0 && bootID != r.BootID) {
 		t.m.dropped.WithLabelValues("line-of-other-boot").Inc()
-		return
+		return false
 	}
 	for _, re := range hs.watch {
 		if re.MatchString(line) {
@@ -30,7 +38,7 @@ func (t *Tracker) observe(host string, bootID int64, at time.Time, line string) 
 	}
 	if hs.afterLeft > 0 {
 		hs.afterLeft--
-		t.extendExcerpt(r, line)
+		changed = t.extendExcerpt(r, line)
 	}
 	hs.ring = append(hs.ring, line)
 	if len(hs.ring) > ringSize {
@@ -38,12 +46,12 @@ func (t *Tracker) observe(host string, bootID int64, at time.Time, line string) 
 	}
 	sig, ok := t.cat.Match(line)
 	if !ok {
-		return
+		return changed
 	}
 	t.m.signatures.WithLabelValues(sig.Name).Inc()
 	hs.hitCount[sig.Name]++
 	if hs.hitCount[sig.Name] > maxHitsPerName || len(r.Signatures) >= maxHitsPerBoot {
-		return
+		return changed
 	}
 	ev := signatureEvent(host, at, sig, line, append([]string(nil), hs.ring...))
 	hs.afterLeft = linesAfter
@@ -52,14 +60,15 @@ func (t *Tracker) observe(host string, bootID int64, at time.Time, line string) 
 	if _, err := t.recordLocked(t.ctx, hs, ev); err != nil {
 		t.log.Error("tracker: record signature", zap.String("host", host), zap.Error(err))
 	}
+	return true
 }
 
 // extendExcerpt appends a line that followed a signature hit to the hit's
 // excerpt (and the failure's, when that hit failed the boot).
-func (t *Tracker) extendExcerpt(r *Report, line string) {
+func (t *Tracker) extendExcerpt(r *Report, line string) bool {
 	n := len(r.Signatures)
 	if n == 0 {
-		return
+		return false
 	}
 	h := &r.Signatures[n-1]
 	h.Excerpt = append(h.Excerpt, line)
@@ -69,6 +78,7 @@ func (t *Tracker) extendExcerpt(r *Report, line string) {
 	if err := t.persist(t.ctx, r); err != nil {
 		t.log.Error("tracker: persist excerpt", zap.String("host", r.Host), zap.Error(err))
 	}
+	return true
 }
 
 // watchList compiles the class's netconsole smoke regexes for host.

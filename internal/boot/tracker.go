@@ -32,7 +32,8 @@ type Config struct {
 	Metrics prometheus.Registerer // nil: metrics are kept but not exported
 	// OSD answers ceph-osd-up smoke checks (the rbd part's Ceph connection).
 	OSD OSDStatus
-	// QueueSize bounds the queue of Emit and ObserveLine. Default 65536.
+	// QueueSize bounds each of the two queues (Emit's events, ObserveLine's
+	// lines; events go first). Default 65536.
 	QueueSize int
 	// ExpectDeadline is how long an announced reboot may take to start a
 	// boot attempt before it is judged skipped. Default 15m.
@@ -62,7 +63,8 @@ type Tracker struct {
 	m       *metrics
 	reports store.Reports // nil if the store does not implement it
 
-	queue  chan item
+	events chan event.Event
+	lines  chan lineItem
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -79,12 +81,12 @@ type Tracker struct {
 	subs    map[chan Report]struct{}
 }
 
-// item is one unit of queued work: an event or a netconsole line.
-type item struct {
-	ev     event.Event
-	line   string
+// lineItem is one queued netconsole line.
+type lineItem struct {
+	host   string
 	bootID int64
-	isLine bool
+	at     time.Time
+	line   string
 }
 
 // hostState is the tracker's live state of one host.
@@ -140,7 +142,7 @@ func New(ctx context.Context, cfg Config) (*Tracker, error) {
 		return nil, fmt.Errorf("new tracker: %w", err)
 	}
 	t := &Tracker{cfg: cfg, log: cfg.Log, clock: cfg.Clock, cat: cat, m: newMetrics(cfg.Metrics),
-		queue: make(chan item, cfg.QueueSize), hosts: map[string]*hostState{},
+		events: make(chan event.Event, cfg.QueueSize), lines: make(chan lineItem, cfg.QueueSize), hosts: map[string]*hostState{},
 		changed: make(chan struct{}), subs: map[chan Report]struct{}{}}
 	t.reports, _ = cfg.Store.(store.Reports)
 	t.checker = &Checker{OSD: cfg.OSD, Interval: cfg.SmokeInterval, HTTP: cfg.HTTPClient}
@@ -193,7 +195,7 @@ func (t *Tracker) Emit(ev event.Event) {
 		ev.Time = t.clock.Now()
 	}
 	select {
-	case t.queue <- item{ev: ev}:
+	case t.events <- ev:
 	default:
 		t.m.dropped.WithLabelValues("queue-full-event").Inc()
 		t.log.Error("tracker: queue full, event dropped", zap.String("host", ev.Host), zap.String("kind", string(ev.Kind)))
@@ -206,26 +208,37 @@ func (t *Tracker) Emit(ev event.Event) {
 // class's netconsole smoke checks from the tracker's queue.
 func (t *Tracker) ObserveLine(host string, bootID int64, line string) {
 	select {
-	case t.queue <- item{ev: event.Event{Host: host, Time: t.clock.Now()}, line: line, bootID: bootID, isLine: true}:
+	case t.lines <- lineItem{host: host, bootID: bootID, at: t.clock.Now(), line: line}:
 	default:
 		t.m.dropped.WithLabelValues("queue-full-line").Inc()
 	}
 }
 
+// drain records queued events and observes queued lines in one
+// goroutine; pending events always go before lines, so that a flood of
+// log lines never delays or drops a boot's events.
 func (t *Tracker) drain() {
 	for {
 		select {
+		case ev := <-t.events:
+			t.recordQueued(ev)
+			continue
+		default:
+		}
+		select {
 		case <-t.ctx.Done():
 			return
-		case it := <-t.queue:
-			if it.isLine {
-				t.observe(it.ev.Host, it.bootID, it.ev.Time, it.line)
-				continue
-			}
-			if _, err := t.Record(t.ctx, it.ev); err != nil {
-				t.log.Error("tracker: record queued event", zap.String("host", it.ev.Host), zap.Error(err))
-			}
+		case ev := <-t.events:
+			t.recordQueued(ev)
+		case l := <-t.lines:
+			t.observe(l.host, l.bootID, l.at, l.line)
 		}
+	}
+}
+
+func (t *Tracker) recordQueued(ev event.Event) {
+	if _, err := t.Record(t.ctx, ev); err != nil {
+		t.log.Error("tracker: record queued event", zap.String("host", ev.Host), zap.String("kind", string(ev.Kind)), zap.Error(err))
 	}
 }
 
