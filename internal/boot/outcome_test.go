@@ -339,3 +339,31 @@ func TestWebhookPayloadGolden(t *testing.T) {
 	}
 	golden(t, "testdata/webhook-stuck.json", newPayload(r, clk.Now()))
 }
+
+// TestNetconsoleSmokeCheckSeesThisBootsLines: a netconsole smoke check
+// passes on a line observed in this boot (even before userspace), and fails
+// when the line only appeared in the previous boot.
+func TestNetconsoleSmokeCheckSeesThisBootsLines(t *testing.T) {
+	inv := testInventory()
+	inv.Classes["nc"] = config.Class{Arch: "amd64", Smoke: []config.SmokeCheck{{Name: "multi-user", Kind: "netconsole",
+		Target: `Reached target Multi-User System`, Deadline: config.Duration(300 * time.Millisecond)}}}
+	inv.Hosts = append(inv.Hosts, config.Host{Name: "nc1", MAC: "02:00:00:00:00:41", Class: "nc", Arch: "amd64"})
+	clk := clock.NewFake(t0)
+	tr := newTestTracker(t, inv, memStore(t), clk)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	feed(t, tr, clk, "nc1", chain(firmwareDHCP, kernelUp, nbInit))
+	tr.observe("nc1", 0, clk.Now(), "[   9.000000] systemd[1]: Reached target Multi-User System.")
+	feed(t, tr, clk, "nc1", chain(switchRoot, userspace))
+	first, err := tr.Wait(ctx, "nc1", t0)
+	if err != nil || first.Outcome != store.OutcomeSucceeded {
+		t.Fatalf("boot with the line: %s (%s) %v", first.Outcome, first.Message, err)
+	}
+	since := clk.Now()
+	feed(t, tr, clk, "nc1", chain(firmwareDHCP, kernelUp, nbInit, switchRoot, userspace))
+	second, err := tr.Wait(ctx, "nc1", since)
+	if err != nil || second.Outcome != store.OutcomeFailed || second.BootID == first.BootID ||
+		!strings.Contains(second.Message, "no line of this boot matched") {
+		t.Errorf("boot without the line: %s (%s) %v", second.Outcome, second.Message, err)
+	}
+}
