@@ -136,12 +136,17 @@ func provesStage(ev event.Event) bool {
 }
 
 // failsBoot tells failure events that end the attempt from those that are
-// only recorded: missing files (the Pi firmware probes many), ignored DHCP,
+// only recorded: failed transfers that name no stage (the Pi firmware probes
+// many files; pxe/ names the stage of a known host's boot file), ignored DHCP,
 // and components that say they are retrying (attrs retrying=true,
 // retryable=true as rbd/ sets, transient=true, or nbinit's retry_in).
 func failsBoot(ev event.Event) bool {
 	switch ev.Kind {
-	case event.FileFailed, event.DHCPIgnored, event.SmokeResult:
+	case event.FileFailed:
+		// pxe/ names a stage only for a known host's boot file (kernel,
+		// initramfs, bootloader); probes and unknown files name none.
+		return ev.Stage != event.StageNone
+	case event.DHCPIgnored, event.SmokeResult:
 		return false
 	}
 	// nbinit sets retry_in on a failed try it will retry.
