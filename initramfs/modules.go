@@ -11,12 +11,16 @@ import (
 )
 
 // DefaultModules are the kernel modules every image carries, per GOARCH:
-// NIC drivers for the fleet and QEMU, netconsole, rbd and the root
+// NIC drivers for the fleet (Udoo x86 II: r8169; CM4: genet) and QEMU,
+// hardware RNGs, netconsole, rbd and the root
 // filesystem. Names use '_' (modules.dep spelling is matched either way).
 // Modules built into the kernel are skipped.
 var DefaultModules = map[string][]string{
 	"amd64": {"virtio_pci", "virtio_net", "e1000", "e1000e", "r8169", "igb", "virtio_rng", "netconsole", "rbd", "ext4"},
-	"arm64": {"virtio_pci", "virtio_mmio", "virtio_net", "genet", "virtio_rng", "netconsole", "rbd", "ext4"},
+	// CM4: genet + its UniMAC MDIO bus + the BCM54213PE PHY driver, and
+	// the BCM2711 hardware RNG (Ceph waits for entropy before connecting).
+	"arm64": {"virtio_pci", "virtio_mmio", "virtio_net", "genet", "mdio_bcm_unimac", "broadcom", "iproc_rng200",
+		"virtio_rng", "netconsole", "rbd", "ext4"},
 }
 
 // Module is one kernel module file to load, in dependency order.
