@@ -34,6 +34,9 @@ func opensAttempt(cur *Report, ev event.Event) bool {
 	if isFirmwareDHCP(ev) {
 		return cur == nil || cur.Terminal() || cur.LastStage > event.StageDHCP
 	}
+	if isRefusedDHCP(ev) {
+		return refusedDHCPOpens(cur, ev)
+	}
 	if ev.Kind == event.KernelBanner && cur != nil {
 		if cur.LastStage > event.StageKernelUp || (cur.Terminal() && cur.LastStage >= event.StageKernelUp) {
 			return true
@@ -48,6 +51,30 @@ func opensAttempt(cur *Report, ev event.Event) bool {
 		return false
 	}
 	return ev.Stage <= event.StageKernelUp || (ev.Kind == event.StageReport && ev.Stage == event.StageInit)
+}
+
+// isRefusedDHCP is pxe/'s refused or failed DHCP boot of a known host: a
+// failed dhcp stage.
+func isRefusedDHCP(ev event.Event) bool {
+	return ev.Kind == event.DHCPIgnored && ev.Failed && ev.Stage == event.StageDHCP
+}
+
+// refusedDHCPRepeat is how long after an attempt died at dhcp further
+// refusals are taken as the same firmware retrying (PXE ROMs retry DHCP a
+// few times) rather than a new boot.
+const refusedDHCPRepeat = 10 * time.Minute
+
+// refusedDHCPOpens decides whether a refused DHCP starts an attempt (to
+// fail it): not while the current one is still at dhcp, and not for the
+// firmware's retries right after an attempt that already died at dhcp.
+func refusedDHCPOpens(cur *Report, ev event.Event) bool {
+	switch {
+	case cur == nil || cur.LastStage > event.StageDHCP:
+		return true
+	case !cur.Terminal():
+		return false
+	}
+	return ev.Time.Sub(cur.Ended) > refusedDHCPRepeat
 }
 
 func isFirmwareDHCP(ev event.Event) bool {
@@ -146,7 +173,9 @@ func failsBoot(ev event.Event) bool {
 		// pxe/ names a stage only for a known host's boot file (kernel,
 		// initramfs, bootloader); probes and unknown files name none.
 		return ev.Stage != event.StageNone
-	case event.DHCPIgnored, event.SmokeResult:
+	case event.DHCPIgnored:
+		return isRefusedDHCP(ev)
+	case event.SmokeResult:
 		return false
 	}
 	// nbinit sets retry_in on a failed try it will retry.

@@ -121,6 +121,12 @@ func TestStateMachineGolden(t *testing.T) {
 			ev(event.FileFetched, event.StageInitramfs, "proto", "tftp", "file", "a1b2c3d4/initrd", "role", "initramfs"),
 			nbInit, nbNetwork, rootMapped, ev(event.HostReady, event.StageNone))},
 		{"in-progress", "udoo1", chain(firmwareDHCP, fwFetch, ipxeDHCP)},
+		{"refused-dhcp-fails-once-for-retries", "pi1", chain(
+			failed(event.DHCPIgnored, event.StageDHCP, "arch mismatch: class cm4 is arm64, client is x86-64 UEFI"),
+			failed(event.DHCPIgnored, event.StageDHCP, "arch mismatch: class cm4 is arm64, client is x86-64 UEFI"),
+			ev(event.DHCPIgnored, event.StageNone, "reason", "unknown MAC"),
+			wait(time.Hour),
+			failed(event.DHCPIgnored, event.StageDHCP, "arch mismatch: class cm4 is arm64, client is x86-64 UEFI"))},
 		{"failed-kernel-fetch-then-retry-opens", "udoo1", chain(firmwareDHCP, fwFetch, ipxeDHCP,
 			step{after: time.Second, ev: event.Event{Kind: event.FileFailed, Stage: event.StageKernel, Failed: true,
 				Message: "open x86/vmlinuz: no such file or directory", Attrs: map[string]string{"proto": "http", "file": "x86/vmlinuz", "role": "kernel", "status": "404"}}},
