@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -450,5 +451,52 @@ func TestTFTPCloseBeforeServe(t *testing.T) {
 	}
 	if err := srv.Serve(context.Background()); err != nil {
 		t.Fatalf("Serve after Close = %v, want nil", err)
+	}
+}
+
+// TestTFTPUncachedFiles serves from the open file (cache off, as for
+// files above CacheMaxFile), in octet and netascii mode.
+func TestTFTPUncachedFiles(t *testing.T) {
+	cfg, _ := newArtTree(t)
+	arts, err := NewArtifacts(cfg, nil, ArtifactsConfig{CacheBytes: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer arts.Close()
+	want := make([]byte, 300_000)
+	rand.Read(want)
+	if err := os.WriteFile(filepath.Join(cfg.Server.ArtifactRoot, "big.bin"), want, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := NewTFTP(TFTPConfig{}, conn, arts, nil, zaptest.NewLogger(t), clock.Real{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx) }()
+	defer func() { cancel(); <-done }()
+	addr := conn.LocalAddr().(*net.UDPAddr)
+	tests := []struct {
+		mode string
+		want []byte
+	}{
+		{"octet", want},
+		{"netascii", toNetascii(want)},
+	}
+	for i, tc := range tests {
+		c := newTFTPRawClient(t, addr, byte(90+i))
+		c.request(tftpRRQ(opRRQ, "big.bin", tc.mode, "blksize", "1468", "tsize", "0"))
+		first := c.mustRecv()
+		if got := parseTFTPOACK(t, first)["tsize"]; got != strconv.Itoa(len(tc.want)) {
+			t.Fatalf("%s: tsize %s, want %d", tc.mode, got, len(tc.want))
+		}
+		if got := c.fetch(first, 1468); !bytes.Equal(got, tc.want) {
+			t.Fatalf("%s: got %d bytes, want %d identical", tc.mode, len(got), len(tc.want))
+		}
 	}
 }
