@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/netip"
@@ -48,6 +49,7 @@ type stack struct {
 	netbootd *harness.Proc
 	api      *http.Client
 	timings  *timingTable
+	rootImg  string // the ext4 file imported as the root image
 }
 
 func newStack(t *testing.T) *stack {
@@ -117,8 +119,7 @@ export PATH=/bin
 mount -t proc proc /proc 2>/dev/null
 mount -t sysfs sys /sys 2>/dev/null
 mount -t devtmpfs dev /dev 2>/dev/null
-arg() { sed -n "s/.*[[:space:]]$1=\([^[:space:]]*\).*/\1/p" /proc/cmdline; }
-host=$(arg nb.host); server=$(arg nb.server)
+host=` + hostName + `; server=` + serverIP + `:` + httpPort + `
 n=$(( $(cat /bootcount 2>/dev/null || echo 0) + 1 )); echo $n > /bootcount; sync
 echo "<5>e2e: userspace up host=$host boot=$n" > /dev/kmsg
 mkdir -p /www; echo "e2e ok $host" > /www/index.html
@@ -155,19 +156,45 @@ func (s *stack) makeRootImage() {
 	if err := os.WriteFile(filepath.Join(dir, "sbin/init"), []byte(rootInit), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	img := filepath.Join(t.TempDir(), "root.ext4")
-	harness.Output(t, exec.Command("mkfs.ext4", "-q", "-F", "-L", "e2eroot", "-d", dir, img, "64M"))
+	s.rootImg = filepath.Join(t.TempDir(), "root.ext4")
+	harness.Output(t, exec.Command("mkfs.ext4", "-q", "-F", "-L", "e2eroot", "-d", dir, s.rootImg, "64M"))
+	s.importRoot(t)
+}
+
+// importRoot imports the ext4 file as the host's root image.
+func (s *stack) importRoot(t *testing.T) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	if out, err := s.ceph.Rbd(ctx, "import", "--no-progress", "--image-feature", "layering,exclusive-lock",
-		img, poolName+"/"+imageName); err != nil {
+		s.rootImg, poolName+"/"+imageName); err != nil {
 		t.Fatalf("rbd import: %v: %s", err, out)
 	}
 }
 
-// makeArtifacts lays out the artifact root: the Debian kernel and an nbinit
-// image built with the project's initramfs builder (host settings come from
-// the class cmdline's nb.* parameters).
+// reimportRoot replaces the root image with a fresh copy (after a
+// scenario whose lock holder wrote over it).
+func (s *stack) reimportRoot(t *testing.T) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	for {
+		out, err := s.ceph.Rbd(ctx, "rm", "--no-progress", poolName+"/"+imageName)
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("rbd rm: %v: %s", err, out)
+		}
+		time.Sleep(time.Second) // a fenced client's watch goes away within seconds
+	}
+	s.importRoot(t)
+}
+
+// makeArtifacts lays out the artifact root (the Debian kernel) and warms
+// the initramfs cache that netbootd assembles the host's nbinit image from
+// (/boot/{host}/initrd), so that the first boot does not wait for the base
+// image to compile (a cold build takes minutes on a loaded 2-core machine).
 func (s *stack) makeArtifacts(root string) {
 	t := s.t
 	x86 := filepath.Join(root, "x86")
@@ -175,22 +202,28 @@ func (s *stack) makeArtifacts(root string) {
 		t.Fatal(err)
 	}
 	copyFile(t, s.kernel.Vmlinuz, filepath.Join(x86, "vmlinuz"), 0o644)
-	cache := filepath.Join(harness.CacheDir(), "initramfs-e2e")
-	b, err := initramfs.New(initramfs.Config{CacheDir: cache})
+	b, err := initramfs.New(initramfs.Config{CacheDir: initramfsCache(), SourceDir: sourceDir(t)})
 	if err != nil {
 		t.Fatalf("initramfs builder: %v", err)
 	}
-	f, err := os.Create(filepath.Join(x86, "initrd.img"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	if err := b.Image(ctx, f, initramfs.ImageSpec{Arch: "amd64", ModulesDir: s.kernel.Modules,
-		Host: initramfs.HostConfig{OnFailure: "halt", Deadline: "90s"}}); err != nil {
+	if err := b.Image(ctx, io.Discard, initramfs.ImageSpec{Arch: "amd64", ModulesDir: s.kernel.Modules,
+		Host: initramfs.HostConfig{Host: hostName}}); err != nil {
 		t.Fatalf("build nbinit image: %v", err)
 	}
+}
+
+// initramfsCache is kept between runs (like the kernel).
+func initramfsCache() string { return filepath.Join(harness.CacheDir(), "initramfs-e2e") }
+
+// sourceDir is the netboot module root (nbinit is compiled from it).
+func sourceDir(t *testing.T) string {
+	out, err := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "env", "GOMOD").Output()
+	if err != nil || strings.TrimSpace(string(out)) == "" {
+		t.Fatalf("find the netboot module: %v", err)
+	}
+	return filepath.Dir(strings.TrimSpace(string(out)))
 }
 
 func copyFile(t *testing.T, src, dst string, mode os.FileMode) {
@@ -221,22 +254,29 @@ ceph:
   keyring: %[8]s
   timeout: 10s
 rbd: {unrecorded_same_ip: refuse}
+initramfs:
+  cache_dir: %[15]s
+  source_dir: %[16]s
+  modules: {amd64: %[17]s}
+  on_failure: halt
+  deadline: 90s
 classes:
   vm:
     arch: amd64
     firmware: bios
     dir: x86
     kernel: vmlinuz
-    initrd: initrd.img
-    cmdline: "console=ttyS0,115200 loglevel=7 panic=-1 nb.host={{.name}} nb.server={{.server}}:%[4]s nb.netconsole={{.server}}:6666 nb.onfail=halt nb.deadline=90s"
+    initrd: nbinit
+    cmdline: "console=ttyS0,115200 loglevel=7 panic=-1"
     deadlines:
       root-prepare: 60s
     smoke:
-      - {name: httpd, kind: http, target: "http://{{.ip}}:%[9]s/", expect: "e2e ok", timeout: 3s, deadline: 60s}
+      - {name: httpd, kind: http, target: "http://{{.ip}}:%[9]s/", expect: "200", timeout: 3s, deadline: 60s}
 hosts:
-  - {name: %[10]s, mac: "%[11]s", ip: %[12]s, class: vm, rbd: {pool: %[13]s, image: %[14]s}}
+  - {name: %[10]s, mac: "%[11]s", ip: %[12]s, class: vm, arch: amd64, rbd: {pool: %[13]s, image: %[14]s}}
 `, serverIP, root, apiToken, httpPort, filepath.Join(s.dir, "netboot.db"), s.ns.BridgeDev,
-		s.ceph.ConfPath, s.ceph.AdminKeyring, smokePort, hostName, hostMAC, hostIP, poolName, imageName)
+		s.ceph.ConfPath, s.ceph.AdminKeyring, smokePort, hostName, hostMAC, hostIP, poolName, imageName,
+		initramfsCache(), sourceDir(s.t), s.kernel.Modules)
 }
 
 // waitAPI waits until netbootd answers on its API (or exits).
