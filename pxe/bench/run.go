@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"sort"
 	"strings"
@@ -100,6 +101,7 @@ func Run(o Options) ([]Result, error) {
 	defer signal.Reset(os.Interrupt, syscall.SIGTERM)
 	var results []Result
 	scenarios := o.scenarios(storm)
+	loadStart := loadAverage()
 	for rep := 0; rep < o.Reps; rep++ {
 		for si, sc := range scenarios {
 			order := rotate(o.Servers, rep+si)
@@ -114,11 +116,25 @@ func Run(o Options) ([]Result, error) {
 			}
 		}
 	}
+	fmt.Fprintf(o.Out, "load average (1 5 15 min) at start %s, at end %s; %d CPUs\n\n", loadStart, loadAverage(), runtime.NumCPU())
 	PrintTable(o.Out, results, o.Servers)
 	if o.Profile {
 		fmt.Fprintf(o.Out, "\nCPU profiles of the Go servers: %s/profile-*.pprof (kept)\n", tree.Dir)
 	}
 	return results, nil
+}
+
+// loadAverage reads /proc/loadavg: how busy the shared machine was.
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "unknown"
+	}
+	return strings.Join(f[:3], " ")
 }
 
 // Ratio returns our server's median advantage over peer in scenario:
