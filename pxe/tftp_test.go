@@ -173,10 +173,19 @@ func (c *tftpRawClient) fetch(first []byte, blksize int) []byte {
 	c.t.Helper()
 	var out []byte
 	p := first
+	tsize := -1
 	if binary.BigEndian.Uint16(p) == opOACK {
+		if v, ok := parseTFTPOACK(c.t, p)["tsize"]; ok {
+			tsize, _ = strconv.Atoi(v)
+		}
 		c.send(tftpAck(0))
 		p = c.mustRecv()
 	}
+	defer func() {
+		if tsize >= 0 && len(out) != tsize {
+			c.t.Fatalf("received %d bytes, OACK announced tsize %d", len(out), tsize)
+		}
+	}()
 	for {
 		if binary.BigEndian.Uint16(p) != opDATA {
 			c.t.Fatalf("expected DATA, got %x", p)
