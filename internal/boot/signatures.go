@@ -38,8 +38,8 @@ type Catalogue struct {
 // checks it).
 type builtin struct {
 	name, stage, literals, re string
-	fatal                    bool
-	explain, hint            string
+	fatal                     bool
+	explain, hint             string
 }
 
 // builtins is the catalogue of research/netconsole-anchors.md §4.
