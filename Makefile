@@ -48,7 +48,7 @@ e2e: deps ## The end-to-end VM suite (diskless VM onto its Ceph RBD root, reset,
 
 .PHONY: bench
 bench: deps ## Benchmarks against peers in the same run (TFTP vs tftp-hpa/dnsmasq, netconsole, RBD hand-over, initramfs)
-	NETBOOT_REQUIRE_ALL=1 NETBOOT_BENCH=1 $(GO) test -count=1 -timeout 60m -run '^$$' -bench . -benchtime 1x ./...
+	NETBOOT_REQUIRE_ALL=1 NETBOOT_BENCH=1 $(GO) test -p 1 -count=1 -timeout 90m -run '^$$' -bench . -benchtime 1x ./...
 
 .PHONY: fuzz
 fuzz: ## Run every fuzz target for FUZZTIME each (default 10s)
