@@ -40,6 +40,21 @@ type Checker struct {
 	Interval time.Duration
 	// HTTP is the client of http checks; default a client without proxy.
 	HTTP *http.Client
+
+	mu sync.RWMutex // guards OSD after SetOSD
+}
+
+// SetOSD replaces the OSD status source (safe while checks run).
+func (c *Checker) SetOSD(o OSDStatus) {
+	c.mu.Lock()
+	c.OSD = o
+	c.mu.Unlock()
+}
+
+func (c *Checker) osd() OSDStatus {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.OSD
 }
 
 // seenFunc tells whether a netconsole line of this boot matched re.
@@ -283,10 +298,11 @@ func (c *Checker) tryOSD(ctx context.Context, target string) error {
 	if err != nil || id < 0 {
 		return fmt.Errorf("ceph-osd-up: %q is not an OSD id", target)
 	}
-	if c.OSD == nil {
+	osd := c.osd()
+	if osd == nil {
 		return fmt.Errorf("ceph-osd-up osd.%d: no Ceph connection is configured", id)
 	}
-	up, in, err := c.OSD.OSDUpIn(ctx, id)
+	up, in, err := osd.OSDUpIn(ctx, id)
 	switch {
 	case err != nil:
 		return fmt.Errorf("ceph-osd-up osd.%d: %w", id, err)

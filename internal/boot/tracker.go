@@ -185,6 +185,11 @@ func (t *Tracker) Close() error {
 // closeGrace is how long Close waits for pending webhook deliveries.
 const closeGrace = 10 * time.Second
 
+// SetOSD sets what answers ceph-osd-up smoke checks; the rbd part calls it
+// with its go-ceph connection once that exists (netbootd sets it up after
+// the tracker).
+func (t *Tracker) SetOSD(o OSDStatus) { t.checker.SetOSD(o) }
+
 // Catalogue returns the failure-signature catalogue in use.
 func (t *Tracker) Catalogue() *Catalogue { return t.cat }
 
