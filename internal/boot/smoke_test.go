@@ -89,9 +89,6 @@ func TestSmokeChecksAgainstLocalPeers(t *testing.T) {
 			if res.OK != tc.ok || !strings.Contains(res.Message, tc.message) {
 				t.Errorf("%s: ok=%v message=%q, want ok=%v message containing %q", tc.chk.Name, res.OK, res.Message, tc.ok, tc.message)
 			}
-			if !tc.ok && res.Attempts < 2 && tc.chk.Name != "command-missing-var" {
-				t.Errorf("%s: failed after %d attempt(s), want retries until the deadline", tc.chk.Name, res.Attempts)
-			}
 		})
 	}
 }
