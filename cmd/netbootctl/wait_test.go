@@ -56,7 +56,7 @@ func newWaitLab(t *testing.T, peerAddr string) *waitLab {
 		Classes: map[string]config.Class{
 			"plain": {Arch: "amd64"},
 			"svc": {Arch: "amd64", Smoke: []config.SmokeCheck{{Name: "service-port", Kind: "tcp", Target: "{{.svc}}",
-				Deadline: config.Duration(300 * time.Millisecond)}}},
+				Deadline: config.Duration(2 * time.Second)}}},
 		},
 		Hosts: []config.Host{
 			{Name: "ok1", MAC: "02:00:00:00:01:01", Class: "plain", Arch: "amd64"},

@@ -59,8 +59,8 @@ func (p *tcpPeer) Stop() { p.ln.Close() }
 func smokeInventory(a, b string, hooks ...config.Webhook) *config.Config {
 	inv := testInventory()
 	inv.Classes["svc"] = config.Class{Arch: "amd64", Smoke: []config.SmokeCheck{
-		{Name: "osd-port", Kind: "tcp", Target: "{{.osd_addr}}", Deadline: config.Duration(300 * time.Millisecond)},
-		{Name: "api-port", Kind: "tcp", Target: "{{.api_addr}}", Deadline: config.Duration(300 * time.Millisecond)},
+		{Name: "osd-port", Kind: "tcp", Target: "{{.osd_addr}}", Deadline: config.Duration(2 * time.Second)},
+		{Name: "api-port", Kind: "tcp", Target: "{{.api_addr}}", Deadline: config.Duration(2 * time.Second)},
 	}}
 	inv.Hosts = append(inv.Hosts, config.Host{Name: "stor1", MAC: "02:00:00:00:00:31", IP: "10.0.0.31", Class: "svc", Arch: "amd64",
 		Variables: map[string]string{"osd_addr": a, "api_addr": b}})

@@ -24,7 +24,7 @@ import (
 func quick(chk config.SmokeCheck) config.SmokeCheck {
 	chk.Timeout = config.Duration(2 * time.Second)
 	if chk.Deadline == 0 {
-		chk.Deadline = config.Duration(400 * time.Millisecond)
+		chk.Deadline = config.Duration(2 * time.Second)
 	}
 	return chk
 }
@@ -85,6 +85,7 @@ func TestSmokeChecksAgainstLocalPeers(t *testing.T) {
 	c := &Checker{Interval: 50 * time.Millisecond}
 	for _, tc := range cases {
 		t.Run(tc.chk.Name, func(t *testing.T) {
+			t.Parallel()
 			res := c.Run(context.Background(), quick(tc.chk), vars, seen, 0)
 			if res.OK != tc.ok || !strings.Contains(res.Message, tc.message) {
 				t.Errorf("%s: ok=%v message=%q, want ok=%v message containing %q", tc.chk.Name, res.OK, res.Message, tc.ok, tc.message)
