@@ -39,8 +39,18 @@ const defaultNetconsd = "/tmp/netconsd-bench/netconsd"
 const (
 	numHosts = 100
 	textLen  = 120 // ~150-byte datagrams, as in the recorded baseline
-	rcvBuf   = 4 << 20
 )
+
+// rcvBuf is both receivers' SO_RCVBUF: 4 MiB as in the recorded baseline,
+// or $NCBENCH_RCVBUF bytes.
+var rcvBuf = envInt("NCBENCH_RCVBUF", 4<<20)
+
+func envInt(name string, def int) int {
+	if n, err := strconv.Atoi(os.Getenv(name)); err == nil && n > 0 {
+		return n
+	}
+	return def
+}
 
 // stepResult is one receiver at one offered rate.
 type stepResult struct {
@@ -180,7 +190,7 @@ func runOurs(b *testing.B, rate float64, dur time.Duration, senders int) stepRes
 	if err != nil {
 		b.Fatal(err)
 	}
-	s, err := netconsole.New(netconsole.Config{Listen: "127.0.0.1:0", RcvBuf: rcvBuf, Coalesce: envDuration("NCBENCH_COALESCE", 0)},
+	s, err := netconsole.New(netconsole.Config{Listen: "127.0.0.1:0", RcvBuf: rcvBuf, Coalesce: envDuration("NCBENCH_COALESCE", 0), Backlog: envInt("NCBENCH_BACKLOG", 0)},
 		netconsole.Deps{Log: zap.NewNop(), Clock: clock.Real{}, Resolver: hostResolver(), Store: db, Metrics: m, Broker: netconsole.NewBroker(m)})
 	if err != nil {
 		b.Fatal(err)
