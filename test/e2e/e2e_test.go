@@ -72,7 +72,15 @@ func (s *stack) hardReset(t *testing.T, vm *harness.VM) {
 		t.Fatalf("system_reset: %v", err)
 	}
 	code, rep, out := s.wait(t, since, bootTimeout)
-	s.timings.add("hard reset", rep, "old client "+oldOwner)
+	note := "old client " + oldOwner
+	for _, m := range []struct{ name, re string }{
+		{"root-map", `nbinit: stage=root-map status=ok`}, {"first write", `e2e: userspace up`},
+	} {
+		if l, err := vm.Serial.ExpectFrom(ctx, mark, regexp.MustCompile(m.re)); err == nil {
+			note += fmt.Sprintf("; reset→%s %.1fs", m.name, l.Time.Sub(since).Seconds())
+		}
+	}
+	s.timings.add("hard reset", rep, note)
 	requireOutcome(t, vm, code, rep, out, 0, "succeeded")
 	requireAllStages(t, rep)
 	actions := rbdText(rep)
@@ -142,6 +150,9 @@ func (s *stack) heldByOtherHost(t *testing.T) {
 	defer vm.Quit(10 * time.Second)
 	code, rep, out := s.wait(t, since, bootTimeout)
 	s.timings.add("image held by another host", rep, "holder "+holder.Addr)
+	if rep != nil {
+		t.Logf("report: outcome %s, reason %q, failure %+v", rep.Outcome, rep.Reason, rep.Failure)
+	}
 	requireOutcome(t, vm, code, rep, out, 1, "failed")
 	if rep.Failure == nil || rep.Failure.Stage != event.StageRootPrepare {
 		t.Errorf("failure = %+v, want one at root-prepare", rep.Failure)
@@ -168,6 +179,9 @@ func (s *stack) cephStopped(t *testing.T) {
 	defer vm.Quit(10 * time.Second)
 	code, rep, out := s.wait(t, since, bootTimeout)
 	s.timings.add("ceph stopped", rep, "")
+	if rep != nil {
+		t.Logf("report: outcome %s, reason %q, failure %+v", rep.Outcome, rep.Reason, rep.Failure)
+	}
 	if code != 1 && code != 2 || rep == nil || (rep.Outcome != "failed" && rep.Outcome != "stuck") {
 		t.Errorf("with Ceph down: wait exit %d, want 1 or 2 with a failed/stuck report:\n%s\n--- serial:\n%s", code, out, vm.Serial.Tail(30))
 	} else {
