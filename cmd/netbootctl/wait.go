@@ -53,13 +53,14 @@ reason is printed), 2 stuck, skipped (an announced reboot never started) or
 no outcome before --timeout, 3 netbootd could not be asked.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, hosts []string) error {
-			now := time.Now()
-			t, err := parseSince(since, now)
+			if since == "" {
+				// No default: "now" would miss a boot that started before
+				// the call, "ever" would answer with the previous boot.
+				return exitCode{code: exitCannotAsk, msg: "--since is required (the time of `netbootctl reboot-expect`, or just before the reboot)"}
+			}
+			t, err := parseSince(since, time.Now())
 			if err != nil {
 				return exitCode{code: exitCannotAsk, msg: err.Error()}
-			}
-			if since == "" {
-				t = now
 			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
 			defer cancel()
@@ -67,7 +68,7 @@ no outcome before --timeout, 3 netbootd could not be asked.`,
 			return reportWait(cmd.OutOrStdout(), cmd.ErrOrStderr(), results, asJSON)
 		},
 	}
-	cmd.Flags().StringVar(&since, "since", "", "only boots that started at or after this time (RFC 3339, or a duration back like 10m); default now")
+	cmd.Flags().StringVar(&since, "since", "", "required: only boots that started at or after this time (RFC 3339, or a duration back like 10m)")
 	cmd.Flags().DurationVar(&timeout, "timeout", 15*time.Minute, "give up (exit 2) after this long")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the report(s) as JSON")
 	return cmd

@@ -158,6 +158,7 @@ func TestWaitExitCodes(t *testing.T) {
 		{"worst-of-several", []string{"wait", "ok1", "bad1", "hang1", "--since", since, "--timeout", "30s"}, lab.url, 2, "hang1: stuck"},
 		{"unknown-host", []string{"wait", "nope1", "--since", since, "--timeout", "5s"}, lab.url, 3, "nope1: could not ask netbootd: server answered 404: unknown host"},
 		{"cannot-ask", []string{"wait", "ok1", "--since", since, "--timeout", "30s"}, deadURL, 3, "ok1: could not ask netbootd"},
+		{"no-since", []string{"wait", "ok1", "--timeout", "5s"}, lab.url, 3, "--since is required"},
 		{"json", []string{"wait", "bad1", "--since", since, "--timeout", "30s", "--json"}, lab.url, 1, `"status": "failed"`},
 	}
 	for _, tc := range cases {
