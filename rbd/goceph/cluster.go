@@ -37,6 +37,10 @@ type Cluster struct {
 	connErr    error
 	closed     bool
 	ids        map[rbd.Image]string
+	// users counts the calls running on each connection; a dropped
+	// connection is shut down when its last call ends.
+	users   map[*rados.Conn]int
+	dropped map[*rados.Conn]bool
 }
 
 var _ rbd.Cluster = (*Cluster)(nil)
@@ -44,7 +48,8 @@ var _ rbd.Cluster = (*Cluster)(nil)
 // New returns a Cluster; it connects on first use.
 func New(cfg Config, log *zap.Logger) *Cluster {
 	cfg.setDefaults()
-	return &Cluster{cfg: cfg, log: log, ids: map[rbd.Image]string{}}
+	return &Cluster{cfg: cfg, log: log, ids: map[rbd.Image]string{},
+		users: map[*rados.Conn]int{}, dropped: map[*rados.Conn]bool{}}
 }
 
 // Close shuts the connection down.
@@ -53,7 +58,11 @@ func (c *Cluster) Close() error {
 	defer c.mu.Unlock()
 	c.closed = true
 	if c.conn != nil {
-		c.conn.Shutdown()
+		if c.users[c.conn] == 0 {
+			c.conn.Shutdown()
+		} else {
+			c.dropped[c.conn] = true // the last running call shuts it down
+		}
 		c.conn = nil
 	}
 	return nil
@@ -70,6 +79,7 @@ func (c *Cluster) connection(ctx context.Context) (*rados.Conn, error) {
 	}
 	if c.conn != nil {
 		conn := c.conn
+		c.users[conn]++
 		c.mu.Unlock()
 		return conn, nil
 	}
@@ -89,7 +99,23 @@ func (c *Cluster) connection(ctx context.Context) (*rados.Conn, error) {
 	if c.conn == nil {
 		return nil, c.connErr
 	}
+	c.users[c.conn]++
 	return c.conn, nil
+}
+
+// release ends one call on conn; the last call on a dropped connection
+// shuts it down.
+func (c *Cluster) release(conn *rados.Conn) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.users[conn]--
+	if c.users[conn] == 0 {
+		delete(c.users, conn)
+		if c.dropped[conn] {
+			delete(c.dropped, conn)
+			conn.Shutdown()
+		}
+	}
 }
 
 func (c *Cluster) connect(done chan struct{}) {
@@ -158,6 +184,9 @@ func (c *Cluster) configure(conn *rados.Conn) error {
 	if c.cfg.Keyring != "" {
 		opts = append(opts, [2]string{"keyring", c.cfg.Keyring})
 	}
+	for k, v := range c.cfg.Options {
+		opts = append(opts, [2]string{k, v})
+	}
 	for _, o := range opts {
 		if err := conn.SetConfigOption(o[0], o[1]); err != nil {
 			return fmt.Errorf("connect: set %s: %w", o[0], mapErr(err))
@@ -175,29 +204,37 @@ func (c *Cluster) do(ctx context.Context, what string, f func(*rados.Conn) error
 		return fmt.Errorf("%s: %w", what, err)
 	}
 	done := make(chan error, 1)
-	go func() { done <- f(conn) }()
+	go func() {
+		defer c.release(conn)
+		done <- f(conn)
+	}()
 	select {
 	case err := <-done:
 		if err != nil {
-			if errors.Is(err, rbd.ErrBlocklisted) {
+			if errors.Is(err, rbd.ErrBlocklisted) || isErrno(err, syscall.ETIMEDOUT) {
 				c.reset(conn)
 			}
 			return fmt.Errorf("%s: %w", what, err)
 		}
 		return nil
 	case <-ctx.Done():
+		// A connection whose op went unanswered may be the problem (a
+		// stale path, a half-dead session): the next call starts afresh.
+		c.reset(conn)
 		return fmt.Errorf("%s: %w: no answer: %w", what, rbd.ErrUnavailable, ctx.Err())
 	}
 }
 
-// reset drops a connection that can no longer work (it was blocklisted);
-// calls still running on it keep their reference until they end.
+// reset drops a connection that can no longer work (blocklisted, or an op
+// went unanswered); calls still running on it keep their reference until
+// they end (bounded by the rados op timeouts), then it is shut down.
 func (c *Cluster) reset(conn *rados.Conn) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.conn == conn {
 		c.conn = nil
-		go func() { time.Sleep(2 * c.cfg.Timeout); conn.Shutdown() }()
+		c.dropped[conn] = true
+		c.log.Warn("ceph connection dropped; the next call reconnects")
 	}
 }
 

@@ -41,6 +41,8 @@ type Config struct {
 	Keyring string
 	// Timeout bounds every call. Default 10s.
 	Timeout time.Duration
+	// Options are extra librados config options (e.g. debug_objecter).
+	Options map[string]string
 }
 
 func (c *Config) setDefaults() {

@@ -84,7 +84,7 @@ func testRecordedOwner(t *testing.T, e *env) {
 	h, ip := e.holder(t, img, 10, 30*time.Second)
 	h.Kill()
 	ex, m := executor(t, e.cl, callTimeout)
-	res, err := ex.Prepare(ctxT(t, 60*time.Second), request("h10", ip, img, h.Addr, 1))
+	res, err := prepareRetry(t, ex, request("h10", ip, img, h.Addr, 1))
 	if err != nil {
 		t.Fatalf("prepare: %v", err)
 	}
@@ -110,7 +110,7 @@ func testRbdBenchOwner(t *testing.T, e *env) {
 	}
 	b.Kill()
 	ex, _ := executor(t, e.cl, callTimeout)
-	res, err := ex.Prepare(ctxT(t, 60*time.Second), request("h11", ip, img, owner, 1))
+	res, err := prepareRetry(t, ex, request("h11", ip, img, owner, 1))
 	if err != nil {
 		t.Fatalf("prepare: %v", err)
 	}
@@ -124,7 +124,7 @@ func testUnrecorded(t *testing.T, e *env, breakIt bool, octet int) {
 	req := request("h", ip, img, ip+":0/12345", 1) // the previous boot recorded another client
 	req.Policy.BreakUnrecordedSameIP = breakIt
 	ex, m := executor(t, e.cl, callTimeout)
-	res, err := ex.Prepare(ctxT(t, 60*time.Second), req)
+	res, err := prepareRetry(t, ex, req)
 	if err != nil {
 		t.Fatalf("prepare: %v", err)
 	}
@@ -175,7 +175,7 @@ func testForeignOwner(t *testing.T, e *env) {
 	_, ip := e.net.Host(t, 15)
 	ex, _ := executor(t, e.cl, callTimeout)
 	start := time.Now()
-	res, err := ex.Prepare(ctxT(t, 60*time.Second), request("h15", ip, img, "", 1))
+	res, err := prepareRetry(t, ex, request("h15", ip, img, "", 1))
 	if err != nil {
 		t.Fatalf("prepare: %v", err)
 	}
@@ -195,7 +195,7 @@ func testNotBooting(t *testing.T, e *env) {
 	req.Booting = false
 	ex, _ := executor(t, e.cl, callTimeout)
 	start := time.Now()
-	res, err := ex.Prepare(ctxT(t, 60*time.Second), req)
+	res, err := prepareRetry(t, ex, req)
 	if err != nil {
 		t.Fatalf("prepare: %v", err)
 	}
@@ -222,7 +222,7 @@ func testBlocklistRanges(t *testing.T, e *env) {
 		t.Fatal(err)
 	}
 	ex, m := executor(t, e.cl, callTimeout)
-	res, err := ex.Prepare(ctx, request("h21", ip, img, "", 1))
+	res, err := prepareRetry(t, ex, request("h21", ip, img, "", 1))
 	if err != nil {
 		t.Fatalf("prepare: %v", err)
 	}

@@ -4,6 +4,7 @@ package goceph
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"sync/atomic"
@@ -47,7 +48,8 @@ func newImage(t testing.TB, c *cephlab.Cluster) rbd.Image {
 // admin returns a goceph Cluster as client.admin of c.
 func admin(t testing.TB, c *cephlab.Cluster, timeout time.Duration) *Cluster {
 	t.Helper()
-	cl := New(Config{ConfFile: c.ConfPath, User: "admin", Timeout: timeout}, zaptest.NewLogger(t))
+	cl := New(Config{ConfFile: c.ConfPath, User: "admin", Timeout: timeout, Options: map[string]string{
+		"debug_objecter": "10", "debug_ms": "1", "log_file": c.Dir() + "/log/netboot-admin.log"}}, zaptest.NewLogger(t))
 	t.Cleanup(func() { _ = cl.Close() })
 	return cl
 }
@@ -110,3 +112,19 @@ func kinds(p rbd.Plan) []rbd.ActionKind {
 // test machine is shared (load 10+ on 2 cores is normal); the bound itself
 // is tested with a dead cluster in TestCephDown.
 const callTimeout = 20 * time.Second
+
+// prepareRetry calls Prepare like nbinit does: a Ceph error (ErrUnavailable)
+// is retried after a pause, up to twice; refusals and successes return.
+// Every retry is logged; with the harness's network fixed (the bridge's
+// MAC, see cephlab.NewNet) none is expected.
+func prepareRetry(t testing.TB, ex *rbd.Executor, req rbd.Request) (rbd.Result, error) {
+	t.Helper()
+	for attempt := 1; ; attempt++ {
+		res, err := ex.Prepare(ctxT(t, 3*callTimeout), req)
+		if err == nil || !errors.Is(err, rbd.ErrUnavailable) || attempt == 3 {
+			return res, err
+		}
+		t.Logf("prepare attempt %d: %v; retrying like nbinit", attempt, err)
+		time.Sleep(time.Second)
+	}
+}

@@ -75,7 +75,6 @@ func TestRandomizedSafety(t *testing.T) {
 		all = append(all, holderRec{h: hd, owner: h.octet, from: on.octet})
 		return hd
 	}
-	ctx := ctxT(t, 30*time.Minute)
 	for round := 0; round < rounds; round++ {
 		h := hosts[rng.IntN(len(hosts))]
 		switch op := rng.IntN(10); {
@@ -101,7 +100,7 @@ func TestRandomizedSafety(t *testing.T) {
 			h.boot++
 			req := request(fmt.Sprintf("h%d", h.octet), h.ip, h.img, h.recorded, h.boot)
 			req.Policy = h.policy
-			res, err := ex.Prepare(ctx, req)
+			res, err := prepareRetry(t, ex, req)
 			results, resultHost = append(results, res), append(resultHost, h)
 			t.Logf("round %d: %s reboots: %s err=%v", round, h.ip, res.Plan.Summary(), err)
 			if err == nil && res.OK() {
@@ -120,7 +119,7 @@ func TestRandomizedSafety(t *testing.T) {
 			} else {
 				req.CallerIP = netip.MustParseAddr(hosts[(h.octet-29)%len(hosts)].ip)
 			}
-			res, err := ex.Prepare(ctx, req)
+			res, err := prepareRetry(t, ex, req)
 			if err != nil || !res.Plan.Refused() || len(res.Steps) != 0 {
 				t.Errorf("round %d: spurious prepare for %s was not refused: %s %v", round, h.ip, res.Plan.Summary(), err)
 			}

@@ -79,6 +79,14 @@ func Start(t testing.TB, cfg Config) *Cluster {
 	}
 	if cfg.Dir == "" {
 		cfg.Dir = t.TempDir()
+		if os.Getenv("NETBOOT_KEEP_LAB") == "1" { // keep logs for a post-mortem
+			dir, err := os.MkdirTemp("", "cephlab-")
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg.Dir = dir
+			t.Logf("cephlab: keeping %s (NETBOOT_KEEP_LAB=1)", dir)
+		}
 	}
 	c, err := New(cfg)
 	if err != nil {
@@ -96,6 +104,11 @@ func Start(t testing.TB, cfg Config) *Cluster {
 		t.Fatalf("cephlab bootstrap: %v\n%s", err, c.LogTail())
 	}
 	t.Logf("cephlab: cluster up in %.1fs (mon %s, conf %s)", time.Since(t0).Seconds(), c.MonV1, c.ConfPath)
+	t.Cleanup(func() { // runs before Stop: explain a failure from the daemons' side
+		if t.Failed() {
+			t.Logf("cephlab diagnostics:\n%s", c.Diagnostics())
+		}
+	})
 	return c
 }
 

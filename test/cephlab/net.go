@@ -43,6 +43,10 @@ func NewNet(t testing.TB) *Net {
 		[]string{"netns", "add", n.LabNS},
 		[]string{"-n", n.LabNS, "link", "set", "lo", "up"},
 		[]string{"-n", n.LabNS, "link", "add", br, "type", "bridge"},
+		// A fixed MAC: otherwise the bridge takes the lowest port MAC and
+		// changes it whenever a host joins, and the test namespace's ARP
+		// entry for Ceph goes stale (traffic stalled 20-50 s).
+		[]string{"-n", n.LabNS, "link", "set", br, "address", "02:6e:62:72:62:64"},
 		[]string{"-n", n.LabNS, "addr", "add", n.subnet + ".1/24", "dev", br},
 		[]string{"-n", n.LabNS, "link", "set", br, "up"},
 		[]string{"link", "add", rootIf, "type", "veth", "peer", "name", peer, "netns", n.LabNS},

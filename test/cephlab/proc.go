@@ -198,3 +198,20 @@ func (c *Cluster) LogTail() string {
 	}
 	return b.String()
 }
+
+// Diagnostics returns the OSD's in-flight and recent slow ops, `ceph -s`
+// and the daemon log tails: what a failed test prints.
+func (c *Cluster) Diagnostics() string {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var b strings.Builder
+	asok := filepath.Join(c.cfg.Dir, "run", "osd.0.asok")
+	for _, q := range []string{"dump_ops_in_flight", "dump_historic_slow_ops", "dump_blocked_ops"} {
+		out, err := c.out(ctx, "ceph", "--admin-daemon", asok, q)
+		fmt.Fprintf(&b, "== osd.0 %s (%v)\n%s\n", q, err, out)
+	}
+	out, err := c.Ceph(ctx, "-s")
+	fmt.Fprintf(&b, "== ceph -s (%v)\n%s\n", err, out)
+	b.WriteString(c.LogTail())
+	return b.String()
+}
