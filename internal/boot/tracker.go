@@ -256,6 +256,9 @@ func (t *Tracker) Record(ctx context.Context, ev event.Event) (event.Event, erro
 	if ev.Time.IsZero() {
 		ev.Time = t.clock.Now()
 	}
+	// Once started, a recording completes: a caller that goes away (an HTTP
+	// client disconnecting) must not leave memory and store disagreeing.
+	ctx = context.WithoutCancel(ctx)
 	t.mu.Lock()
 	ev, err := t.recordLocked(ctx, t.state(ev.Host), ev)
 	t.mu.Unlock()
