@@ -305,7 +305,7 @@ func (a *Assembler) expireFrags(h *hostState, now time.Time, out *lineBuf) {
 		a.flushFragment(h, f, now, out, why)
 	}
 	if h.pending != nil && now.Sub(h.pendAt) >= a.cfg.FragTimeout {
-		a.plainRecord(h, h.pending, now, out, store.LogFlagReassembled)
+		a.plainRecord(h, h.pending, now, out, store.LogFlagReassembled|store.LogFlagTruncated)
 		h.pending = nil
 	}
 }
@@ -330,10 +330,15 @@ func (a *Assembler) plainDatagram(h *hostState, b []byte, now time.Time, out *li
 			h.pending = nil
 		} else {
 			h.pending = append(h.pending, b[:min(len(b), MaxRecord-len(h.pending))]...)
-			if !bytes.HasSuffix(b, []byte("\n")) && len(h.pending) < MaxRecord {
+			ended := bytes.HasSuffix(b, []byte("\n"))
+			if !ended && len(h.pending) < MaxRecord {
 				return ResultReassembled
 			}
-			a.plainRecord(h, h.pending, now, out, store.LogFlagReassembled)
+			flags := store.LogFlagReassembled
+			if !ended {
+				flags |= store.LogFlagTruncated // cut at MaxRecord
+			}
+			a.plainRecord(h, h.pending, now, out, flags)
 			h.pending = nil
 			return ResultReassembled
 		}
@@ -516,7 +521,7 @@ func (a *Assembler) flushHost(h *hostState, now time.Time, out *lineBuf) {
 	}
 	h.frags = nil
 	if h.pending != nil {
-		a.plainRecord(h, h.pending, now, out, store.LogFlagReassembled)
+		a.plainRecord(h, h.pending, now, out, store.LogFlagReassembled|store.LogFlagTruncated)
 		h.pending = nil
 	}
 }

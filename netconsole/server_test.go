@@ -6,6 +6,8 @@ import (
 	"net"
 	"net/netip"
 	"path/filepath"
+	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -215,5 +217,33 @@ func TestUnknownSourcesCannotCrowdOutKnownHosts(t *testing.T) {
 	}
 	if out.tally.n[resultIndex[ResultDropped]] != 1 {
 		t.Errorf("dropped = %d, want 1", out.tally.n[resultIndex[ResultDropped]])
+	}
+}
+
+// A clean shutdown stores what is still in reassembly, flagged truncated.
+func TestServerFlushesOnShutdown(t *testing.T) {
+	db, err := sqlite.Open(context.Background(), ":memory:")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	ts := startServer(t, db, nil, nil)
+	sendFrom(t, "127.0.0.1:0", ts.addr, "6,7,100,-,ncfrag=0/20;first half ")
+	sendFrom(t, "127.0.0.2:0", ts.addr, "[    1.0] plain piece without end "+strings.Repeat("z", 1000))
+	waitReceived(t, ts.s, 2)
+	ts.close()
+	var got []string
+	for _, host := range []string{"unknown:127.0.0.1", "unknown:127.0.0.2"} {
+		lines, err := db.QueryLogs(context.Background(), store.LogQuery{Host: host})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, l := range lines {
+			got = append(got, fmt.Sprintf("%.20s/%d", l.Text, l.Flags&store.LogFlagTruncated))
+		}
+	}
+	sort.Strings(got)
+	if want := "[first half /4 plain piece without /4]"; fmt.Sprint(got) != want {
+		t.Errorf("stored after shutdown: %v, want %s", got, want)
 	}
 }
