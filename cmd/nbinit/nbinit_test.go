@@ -432,6 +432,19 @@ func TestFailKeepsPID1(t *testing.T) {
 	}
 }
 
+func TestModuleFailuresReported(t *testing.T) {
+	r := newRig(t)
+	r.k.failMod = map[string]error{"virtio_net": errors.New("no such device")}
+	r.n.Run(context.Background())
+	ms := r.markers(t)
+	if len(ms) == 0 || ms[0].Stage != "init" || !ms[0].OK() || ms[0].Attrs["modules_failed"] != "virtio_net" || ms[0].Attrs["modules"] != "4" {
+		t.Errorf("init marker = %+v, want ok with modules=4 modules_failed=virtio_net", ms)
+	}
+	if got := moduleName("/lib/modules/nbinit/20-crc32c-intel.ko.xz"); got != "crc32c-intel" {
+		t.Errorf("moduleName = %q", got)
+	}
+}
+
 func TestReadResponse(t *testing.T) {
 	tests := []struct {
 		name, in string

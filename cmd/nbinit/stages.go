@@ -94,7 +94,7 @@ func (n *Init) loadModules() (loaded int, failed []string, err error) {
 	}
 	for _, m := range mods {
 		if err := n.Sys.LoadModule(m.Path, m.Params); err != nil && !errors.Is(err, os.ErrExist) {
-			name := strings.TrimSuffix(filepath.Base(m.Path), ".ko")
+			name := moduleName(m.Path)
 			n.kmsg(fmt.Sprintf("nbinit: load module %s: %v", name, err))
 			failed = append(failed, name)
 			continue
@@ -102,6 +102,19 @@ func (n *Init) loadModules() (loaded int, failed []string, err error) {
 		loaded++
 	}
 	return loaded, failed, nil
+}
+
+// moduleName turns "/lib/modules/nbinit/20-crc32c_intel.ko" into
+// "crc32c_intel".
+func moduleName(path string) string {
+	name := filepath.Base(path)
+	if i := strings.Index(name, ".ko"); i >= 0 {
+		name = name[:i]
+	}
+	if num, rest, ok := strings.Cut(name, "-"); ok && strings.Trim(num, "0123456789") == "" {
+		name = rest
+	}
+	return name
 }
 
 // stageNetwork waits for carrier, gets a lease and turns netconsole on.

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -275,6 +276,26 @@ func stillAlive(t *testing.T, proc *harness.Proc, serial *harness.Serial, wait t
 			t.Fatalf("guest console: %s", l.Text)
 		}
 	}
+}
+
+// checkModules asserts that the init marker reports the image's modules
+// loaded; only CPU-specific variants (crc32c_intel needs SSE4.2, which
+// QEMU's TCG CPU lacks) may fail.
+func checkModules(t *testing.T, line string) {
+	t.Helper()
+	m, err := marker.Parse(line)
+	if err != nil {
+		t.Fatalf("init marker %q: %v", line, err)
+	}
+	if n, _ := strconv.Atoi(m.Attrs["modules"]); n < 20 {
+		t.Errorf("init marker reports %q modules loaded, want >= 20: %s", m.Attrs["modules"], m)
+	}
+	for _, f := range strings.Split(m.Attrs["modules_failed"], ",") {
+		if f != "" && f != "crc32c_intel" {
+			t.Errorf("module %s failed to load: %s", f, m)
+		}
+	}
+	t.Logf("serial: %s", m)
 }
 
 func regexpMust(s string) *regexp.Regexp { return regexp.MustCompile(s) }

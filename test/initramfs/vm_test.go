@@ -28,7 +28,7 @@ func TestAmd64RefusedPrepare(t *testing.T) {
 		Kernel: vmlinuz, Initrd: img, Append: "console=ttyS0 " + kernelArgs})
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	vm.Expect(t, ctx, `nbinit: stage=init status=ok`)
+	checkModules(t, vm.Expect(t, ctx, `nbinit: stage=init status=ok`).Text)
 	checkRefusalFlow(t, ctx, c, api)
 	stillAlive(t, vm.Proc, vm.Serial, 3*time.Second)
 }
@@ -47,9 +47,11 @@ func TestArm64ReachesNetwork(t *testing.T) {
 	proc, serial := startAarch64(t, ns, dir, vmlinuz, img)
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
-	if _, err := serial.Expect(ctx, regexpMust(`nbinit: stage=init status=ok`)); err != nil {
+	l, err := serial.Expect(ctx, regexpMust(`nbinit: stage=init status=ok`))
+	if err != nil {
 		t.Fatalf("%v\n%s", err, serial.Tail(40))
 	}
+	checkModules(t, l.Text)
 	checkRefusalFlow(t, ctx, c, api)
 	stillAlive(t, proc, serial, 3*time.Second)
 }
