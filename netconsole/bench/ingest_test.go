@@ -86,7 +86,7 @@ func runSenders(b *testing.B, dst string, rate float64, dur time.Duration, n int
 			// Each sender plays its own share of the hosts, so that every
 			// host's stream stays one monotonic boot.
 			per := numHosts / n
-			cfg, _ := json.Marshal(senderConfig{Dst: dst, Hosts: per, First: i * per, Rate: rate / float64(n), Dur: dur, Burst: 8, Text: textLen})
+			cfg, _ := json.Marshal(senderConfig{Dst: dst, Hosts: per, First: i * per, Rate: rate / float64(n), Dur: dur, Burst: envInt("NCBENCH_BURST", 8), Text: textLen})
 			cmd := exec.Command(os.Args[0])
 			cmd.Env = append(os.Environ(), senderEnv+"="+string(cfg))
 			var out bytes.Buffer
@@ -343,20 +343,22 @@ func BenchmarkIngest(b *testing.B) {
 		r := runOurs(b, rate, dur, 1)
 		b.Log(r)
 		ours = append(ours, r)
-		if r.loss() == 0 && r.Stored == r.Received {
+		// A step counts only when the sender offered (almost) its target:
+		// on a busy box it cannot, and the step then tested a lower rate.
+		if r.loss() == 0 && r.Stored == r.Received && r.Achieved >= 0.9*rate {
 			best["netbootd"] = max(best["netbootd"], r.Achieved)
 		}
 		if netconsd != "" {
 			n := runNetconsd(b, netconsd, rate, dur)
 			b.Log(n)
-			if n.loss() == 0 {
+			if n.loss() == 0 && n.Achieved >= 0.9*rate {
 				best["netconsd"] = max(best["netconsd"], n.Achieved)
 			}
 		}
 	}
 	flood := runOurs(b, 0, dur, 2)
 	b.Logf("flood (2 unpaced senders, target 10x300k/s): %v", flood)
-	b.Logf("highest loss-free rate: netbootd %.0f/s, netconsd %.0f/s (ratio %.2f)", best["netbootd"], best["netconsd"],
+	b.Logf("highest loss-free rate (steps where the sender reached >= 90%% of its target): netbootd %.0f/s, netconsd %.0f/s (ratio %.2f)", best["netbootd"], best["netconsd"],
 		best["netbootd"]/max(best["netconsd"], 1))
 	var cpu float64
 	for _, r := range ours {
