@@ -2,8 +2,10 @@ package config
 
 import (
 	"fmt"
+	"net"
 	"net/url"
 	"regexp"
+	"strings"
 )
 
 // This file holds the sections that other parts own. Each part's helper
@@ -63,7 +65,35 @@ type Ceph struct {
 	Timeout Duration `yaml:"timeout"`
 }
 
-func (c *Ceph) validate(scope) {}
+func (c *Ceph) validate(v scope) {
+	for i, m := range c.Monitors {
+		if !validMonitor(m) {
+			v.at(fmt.Sprintf("monitors[%d]", i)).errorf("%q is not ip:port or [v2:ip:port,v1:ip:port]", m)
+		}
+	}
+	if len(c.Monitors) > 0 && c.Keyring == "" && c.ConfFile == "" {
+		v.at("keyring").errorf("is required with monitors (the admin key of user %q)", c.User)
+	}
+}
+
+// validMonitor accepts what the kernel and librados take in "mon host":
+// host:port, or a bracketed address vector [v2:…,v1:…].
+func validMonitor(m string) bool {
+	if strings.HasPrefix(m, "[") && strings.HasSuffix(m, "]") && !strings.Contains(m, "]:") {
+		for _, part := range strings.Split(m[1:len(m)-1], ",") {
+			part = strings.TrimPrefix(strings.TrimPrefix(part, "v2:"), "v1:")
+			if i := strings.LastIndexByte(part, '/'); i >= 0 {
+				part = part[:i]
+			}
+			if _, _, err := net.SplitHostPort(part); err != nil {
+				return false
+			}
+		}
+		return true
+	}
+	_, port, err := net.SplitHostPort(m)
+	return err == nil && port != ""
+}
 
 func (c *Ceph) setDefaults() {
 	if c.User == "" {
@@ -78,7 +108,8 @@ func (c *Ceph) setDefaults() {
 type RBD struct {
 	// UnrecordedSameIP says what to do when the lock owner has the host's
 	// IP but not the client address its previous boot recorded: "refuse"
-	// (default) or "break".
+	// (default: an IP alone does not prove the owner dead; see
+	// rbd/README.md) or "break".
 	UnrecordedSameIP string `yaml:"unrecorded_same_ip"`
 	// RemoveRangeBlocklist removes whole-IP and CIDR blocklist entries that
 	// cover the host. Default true.
