@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"sync"
 	"time"
 
 	"netboot/internal/store"
@@ -78,6 +79,25 @@ func groupLogs(lines []store.LogLine, scratch []store.LogLine) []logGroup {
 	return groups
 }
 
+// linePool recycles the grouping scratch space of AppendLogs (a batch is
+// typically 16k lines: a fresh slice per batch would be most of the
+// collector's garbage).
+var linePool sync.Pool
+
+func scratchLines(n int) *[]store.LogLine {
+	if p, ok := linePool.Get().(*[]store.LogLine); ok && cap(*p) >= n {
+		*p = (*p)[:n]
+		return p
+	}
+	s := make([]store.LogLine, n)
+	return &s
+}
+
+func releaseLines(p *[]store.LogLine) {
+	clear(*p) // drop the texts
+	linePool.Put(p)
+}
+
 // AppendLogs implements store.LogStore: one transaction, one row per host
 // and boot.
 func (s *DB) AppendLogs(ctx context.Context, lines []store.LogLine) error {
@@ -94,8 +114,10 @@ func (s *DB) AppendLogs(ctx context.Context, lines []store.LogLine) error {
 		return fmt.Errorf("append logs: %w", err)
 	}
 	defer stmt.Close()
+	scratch := scratchLines(len(lines))
+	defer releaseLines(scratch)
 	var buf []byte
-	for _, g := range groupLogs(lines, make([]store.LogLine, len(lines))) {
+	for _, g := range groupLogs(lines, *scratch) {
 		first, last := g.lines[0].Time, g.lines[len(g.lines)-1].Time
 		if last.Before(first) {
 			last = first
