@@ -61,7 +61,10 @@ type HolderConfig struct {
 	Conf string
 	// User without "client."; default admin.
 	User string
-	// Bind is the local IP the client connects from (e.g. 127.0.0.2).
+	// Bind asks librados to connect from this local IP
+	// (ms_bind_before_connect + public_addr). Ceph 16.2 ignores it for
+	// clients (tested: the address stays 127.0.0.1); to give a holder
+	// another host's IP run it in that host's namespace (NetNS, see Net).
 	Bind string
 	// Acquire false makes it a plain librbd writer (lock taken implicitly
 	// on write, handed over on request).

@@ -12,8 +12,9 @@
 //	E <unixnano> <error>                   a failed write (e.g. -108 blocklisted)
 //	FAIL <error>                           could not open/lock; exits 1
 //
-// -bind makes the client's address another loopback IP (127.0.0.2 plays
-// another host): ms_bind_before_connect with public_addr.
+// -bind asks for another local IP (ms_bind_before_connect with
+// public_addr); Ceph 16.2 librados ignores it, so tests run the holder in a
+// simulated host's network namespace instead (cephlab.Net).
 package main
 
 import (
