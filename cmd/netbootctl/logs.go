@@ -103,9 +103,12 @@ func runLogs(ctx context.Context, w io.Writer, host string, o logsOptions) error
 		return readEvents(ctx, resp.Body, p)
 	}
 	dec := json.NewDecoder(resp.Body)
-	for {
+	for n := 0; ; n++ {
 		var l store.LogLine
 		if err := dec.Decode(&l); err == io.EOF {
+			if n == 0 && !o.asJSON {
+				fmt.Fprintf(os.Stderr, "netbootctl: no netconsole lines for %s match (boot %q)\n", host, o.boot)
+			}
 			return nil
 		} else if err != nil {
 			return fmt.Errorf("read log lines: %w", err)
