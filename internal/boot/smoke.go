@@ -276,7 +276,13 @@ func tryDNS(ctx context.Context, name, expect string, args []string) error {
 			return d.DialContext(ctx, network, server)
 		}}
 	}
-	answers, err := r.LookupHost(ctx, name)
+	query := name
+	if server != "" && !strings.HasSuffix(query, ".") {
+		// At an explicit server the name is absolute: no search domains
+		// of this machine's resolv.conf.
+		query += "."
+	}
+	answers, err := r.LookupHost(ctx, query)
 	if err != nil {
 		return fmt.Errorf("dns lookup %s at %s: %w", name, orSystem(server), err)
 	}
