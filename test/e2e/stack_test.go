@@ -52,9 +52,16 @@ type stack struct {
 	rootImg  string // the ext4 file imported as the root image
 }
 
+// E2EEnv must be "1" for the suite to run (`make e2e` sets it): it boots
+// six VMs and takes minutes, so `go test ./...` leaves it out.
+const E2EEnv = "NETBOOT_E2E"
+
 func newStack(t *testing.T) *stack {
 	t.Helper()
 	testenv.Short(t)
+	if os.Getenv(E2EEnv) != "1" {
+		t.Skipf("end-to-end suite: set %s=1 (make e2e)", E2EEnv)
+	}
 	harness.RequireNetns(t)
 	harness.RequireQEMU(t)
 	testenv.RequireTools(t, "mkfs.ext4", "busybox", "go")
