@@ -6,7 +6,7 @@
 // held by another host, Ceph down, announced reboot that never happens) are
 // judged by netbootd's boot report and `netbootctl wait`'s exit code.
 //
-// Run it with `make e2e` (root, QEMU, Ceph, the Debian kernel from
+// Run it with `make e2e` (NETBOOT_E2E=1; root, QEMU, Ceph, the Debian kernel from
 // scripts/deps.d/20-kernel.sh). $NETBOOT_ARTIFACTS keeps the serial logs,
 // netbootd's log and config, and timings.md with per-stage timings.
 package e2e
