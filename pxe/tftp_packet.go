@@ -176,9 +176,11 @@ func parseClientPacket(p []byte) (clientPacket, error) {
 }
 
 // isEarlyTerminate reports whether an ERROR from the client is the
-// Raspberry Pi bootloader's normal abort after a probe.
+// Raspberry Pi bootloader's normal abort after a probe, or error 8 (RFC
+// 2347: ended after option negotiation), which UEFI (EDK2) sends after its
+// tsize probe of every boot file.
 func isEarlyTerminate(c clientPacket) bool {
-	return c.Op == opERROR && c.Code == tftpErrUndefined && strings.EqualFold(strings.TrimSpace(c.Msg), "early terminate")
+	return c.Op == opERROR && (c.Code == 8 || c.Code == tftpErrUndefined && strings.EqualFold(strings.TrimSpace(c.Msg), "early terminate"))
 }
 
 // toNetascii converts to netascii: LF → CR LF, CR → CR NUL.
