@@ -84,6 +84,7 @@ func NewNetns(t testing.TB, cfg NetnsConfig) *Netns {
 	t.Helper()
 	RequireNetns(t)
 	cfg = cfg.withDefaults()
+	sweepStaleNetns(t, cfg.Part)
 	ns := &Netns{
 		Name:      fmt.Sprintf("%s-%d-%d", cfg.Part, os.Getpid(), netnsSeq.Add(1)),
 		BridgeDev: "nbbr0",
@@ -314,5 +315,39 @@ func (ns *Netns) destroy() {
 	}
 	if out, err := exec.Command("ip", "netns", "del", ns.Name).CombinedOutput(); err != nil {
 		ns.t.Errorf("delete netns %s: %v: %s", ns.Name, err, out)
+	}
+}
+
+// sweepStaleNetns deletes empty namespaces named <part>-<pid>-<n> whose
+// test process is gone (a test binary killed before its cleanups ran).
+// Namespaces that still hold processes are only reported.
+func sweepStaleNetns(t testing.TB, part string) {
+	entries, err := os.ReadDir("/var/run/netns")
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		rest, ok := strings.CutPrefix(e.Name(), part+"-")
+		if !ok {
+			continue
+		}
+		pidText, _, ok := strings.Cut(rest, "-")
+		pid, err := strconv.Atoi(pidText)
+		if !ok || err != nil || pid == os.Getpid() {
+			continue
+		}
+		if _, err := os.Stat(filepath.Join("/proc", pidText)); err == nil {
+			continue // its test is still running
+		}
+		stale := &Netns{Name: e.Name(), t: t}
+		if pids := stale.PIDs(); len(pids) > 0 {
+			t.Logf("stale netns %s of dead test pid %d still runs %v; not touching it", e.Name(), pid, pids)
+			continue
+		}
+		if out, err := exec.Command("ip", "netns", "del", e.Name()).CombinedOutput(); err != nil {
+			t.Logf("delete stale netns %s: %v: %s", e.Name(), err, out)
+		} else {
+			t.Logf("deleted stale netns %s (test pid %d is gone)", e.Name(), pid)
+		}
 	}
 }

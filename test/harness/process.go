@@ -58,6 +58,11 @@ func startProc(name string, cmd *exec.Cmd, logPath string) (*Proc, error) {
 			cmd.Stderr = f
 		}
 	}
+	if cmd.SysProcAttr == nil {
+		// If the test binary dies (go test -timeout panics skip cleanups),
+		// the kernel kills the child with it instead of orphaning it.
+		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	}
 	if err := cmd.Start(); err != nil {
 		if logFile != nil {
 			logFile.Close()
