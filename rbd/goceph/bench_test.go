@@ -3,7 +3,6 @@
 package goceph
 
 import (
-	"fmt"
 	"testing"
 	"time"
 
@@ -55,7 +54,7 @@ func BenchmarkStaleLockHandover(b *testing.B) {
 	b.ReportMetric(c, "controlled-s")
 	b.ReportMetric(u, "unaided-s")
 	b.ReportMetric(u/c, "speedup")
-	fmt.Printf("stale-lock reboot: prepare %.3fs, prepare+new client writing %.3fs | unaided librbd client %.1fs | %.0fx faster\n", p, c, u, u/c)
+	b.Logf("stale-lock reboot (n=%d): prepare %.3fs, prepare+new client writing %.3fs | unaided librbd client %.1fs | %.0fx faster", b.N, p, c, u, u/c)
 }
 
 // staleHolder makes a stale lock on img: a client takes it, writes, and
