@@ -367,3 +367,22 @@ func TestNetconsoleSmokeCheckSeesThisBootsLines(t *testing.T) {
 		t.Errorf("boot without the line: %s (%s) %v", second.Outcome, second.Message, err)
 	}
 }
+
+// TestSubscribeSeesReportChanges: a subscriber gets each change of a
+// report, ending with its outcome.
+func TestSubscribeSeesReportChanges(t *testing.T) {
+	clk := clock.NewFake(t0)
+	tr := newTestTracker(t, testInventory(), memStore(t), clk)
+	ch, cancel := tr.Subscribe(64)
+	defer cancel()
+	feed(t, tr, clk, "pi1", chain(rpiDHCP, nbInit, userspace))
+	var stages []string
+	var last Report
+	for len(ch) > 0 {
+		last = <-ch
+		stages = append(stages, last.LastStage.String())
+	}
+	if last.Outcome != store.OutcomeSucceeded || !slices.Equal(stages, []string{"dhcp", "init", "ready"}) {
+		t.Errorf("changes seen: %v, last outcome %s", stages, last.Outcome)
+	}
+}
