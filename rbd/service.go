@@ -137,6 +137,10 @@ func (s *Service) Prepare(ctx context.Context, host string, caller netip.Addr) (
 	res, err := s.cfg.Executor.Prepare(ctx, req)
 	ans := PrepareAnswer{Host: host, BootID: req.BootID, Result: res}
 	switch {
+	case errors.Is(err, ErrNotFound):
+		s.emit(ctx, host, event.RootRefused, true, fmt.Sprintf("root image %s does not exist: %v", hi.img, err), res,
+			map[string]string{"reason": "image-missing"})
+		return ans, err
 	case err != nil:
 		s.emit(ctx, host, event.RootRefused, false, "root prepare failed, retry: "+err.Error(), res,
 			map[string]string{"reason": string(ReasonCephError), "retryable": "true"})

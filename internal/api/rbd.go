@@ -86,6 +86,8 @@ func (s *Server) rbdError(w http.ResponseWriter, r *http.Request, host string, e
 		writeError(w, http.StatusConflict, err.Error(), "set hosts[].rbd.pool and image")
 	case errors.Is(err, rbd.ErrBadReport):
 		writeError(w, http.StatusBadRequest, err.Error(), "bad-report")
+	case errors.Is(err, rbd.ErrNotFound):
+		writeError(w, http.StatusConflict, err.Error(), "image-missing")
 	default:
 		s.log.Warn("api: rbd call failed", zap.String("host", host), zap.String("path", r.URL.Path), zap.Error(err))
 		w.Header().Set("Retry-After", "2")

@@ -199,3 +199,16 @@ func TestRootPrepareCephDown(t *testing.T) {
 		t.Fatalf("refused events %+v", evs)
 	}
 }
+
+func TestRootPrepareImageMissing(t *testing.T) {
+	f := rbdTestServer(t, "")
+	f.boot(t, "h1")
+	f.cluster.Set("owners", fmt.Errorf("list lockers: %w", rbd.ErrNotFound))
+	code, body := call(t, "POST", f.ts.URL+"/api/v1/hosts/h1/root/prepare", "", "")
+	if code != http.StatusConflict || !strings.Contains(body, "image-missing") {
+		t.Fatalf("status %d %s, want 409 image-missing", code, body)
+	}
+	if evs := f.events(t, "h1", event.RootRefused); len(evs) != 1 || !evs[0].Failed {
+		t.Fatalf("refused events %+v", evs)
+	}
+}
