@@ -35,10 +35,12 @@ type ServiceConfig struct {
 	Cluster   Cluster
 	Executor  *Executor
 	Clients   store.RBDClients
-	Boots     Boots
-	Leases    LeaseResolver // optional
-	Log       *zap.Logger
-	Clock     clock.Clock
+	// Events (optional) lets Status show the host's recent hand-over events.
+	Events store.Events
+	Boots  Boots
+	Leases LeaseResolver // optional
+	Log    *zap.Logger
+	Clock  clock.Clock
 }
 
 // Service is the root hand-over as the API uses it: it resolves the host,
@@ -275,6 +277,34 @@ type Status struct {
 	Recorded  *store.RBDClient `json:"recorded,omitempty"`
 	Observed  Observation      `json:"observed"`
 	Blocklist []BlocklistEntry `json:"blocklist"` // entries on or covering the host's IP
+	// Recent are the host's last hand-over events (prepared, refused,
+	// mapped), newest last.
+	Recent []event.Event `json:"recent,omitempty"`
+}
+
+// recentEvents is how many hand-over events Status shows.
+const recentEvents = 10
+
+func (s *Service) recent(ctx context.Context, host string) []event.Event {
+	if s.cfg.Events == nil {
+		return nil
+	}
+	since := s.cfg.Clock.Now().Add(-30 * 24 * time.Hour)
+	evs, err := s.cfg.Events.HostEvents(ctx, host, since, 0)
+	if err != nil {
+		s.cfg.Log.Warn("rbd: reading recent events failed", zap.String("host", host), zap.Error(err))
+		return nil
+	}
+	var out []event.Event
+	for _, e := range evs {
+		if e.Kind == event.RootPrepared || e.Kind == event.RootRefused || e.Kind == event.RootMapped {
+			out = append(out, e)
+		}
+	}
+	if len(out) > recentEvents {
+		out = out[len(out)-recentEvents:]
+	}
+	return out
 }
 
 // Status reads the host's image state without changing anything.
@@ -291,6 +321,7 @@ func (s *Service) Status(ctx context.Context, host string) (Status, error) {
 	if c, err := s.cfg.Clients.LastRBDClient(ctx, host, hi.img.Pool, hi.img.Name); err == nil {
 		st.Recorded = &c
 	}
+	st.Recent = s.recent(ctx, host)
 	st.Observed, err = s.cfg.Executor.Observe(ctx, hi.img)
 	if err != nil {
 		return st, fmt.Errorf("rbd status of %s: %w", host, err)

@@ -113,6 +113,16 @@ func printRBDStatus(w io.Writer, st rbd.Status) {
 		}
 		fmt.Fprintf(w, "  %s until %s  %s\n", e, e.Until.Format("2006-01-02 15:04:05Z07:00"), kind)
 	}
+	if len(st.Recent) > 0 {
+		fmt.Fprintln(w, "recent hand-over events:")
+	}
+	for _, e := range st.Recent {
+		mark := ""
+		if e.Failed {
+			mark = " FAILED"
+		}
+		fmt.Fprintf(w, "  %s boot %d %s%s: %s\n", e.Time.Format("2006-01-02 15:04:05Z07:00"), e.BootID, e.Kind, mark, e.Message)
+	}
 }
 
 func printRBDPlan(w io.Writer, p rbd.PlanView) {

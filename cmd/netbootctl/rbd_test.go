@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"netboot/internal/event"
 	"netboot/internal/store"
 	"netboot/rbd"
 )
@@ -27,6 +28,10 @@ func TestRBDPrinters(t *testing.T) {
 			{Addr: rbd.MustParseAddr("10.0.0.5:0/77"), Until: until},
 			{Range: netip.MustParsePrefix("10.0.0.0/29"), Until: until},
 		},
+	}
+	st.Recent = []event.Event{
+		{Time: until.Add(-time.Hour), BootID: 11, Kind: event.RootMapped, Message: "mapped rbd/cm4-03-root as client4130 10.0.0.5:0/3800830946"},
+		{Time: until, BootID: 12, Kind: event.RootRefused, Failed: true, Message: "lock of rbd/cm4-03-root is held by client.4200 10.0.0.9:0/1 on another IP"},
 	}
 	ip := netip.MustParseAddr("10.0.0.5")
 	in := rbd.Input{Host: "cm4-03", Image: st.Image, HostIP: ip, CallerIP: ip, Booting: true, Recorded: owner,

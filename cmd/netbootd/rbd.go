@@ -38,7 +38,7 @@ func (d *daemon) setupRBD(context.Context) error {
 		leases = d.apiDeps.Leases
 	}
 	d.apiDeps.Root = rbd.NewService(rbd.ServiceConfig{
-		Inventory: d.cfg, Cluster: cluster, Executor: ex, Clients: d.store, Boots: boots, Leases: leases, Log: log, Clock: d.clock,
+		Inventory: d.cfg, Cluster: cluster, Executor: ex, Clients: d.store, Events: d.store, Boots: boots, Leases: leases, Log: log, Clock: d.clock,
 	})
 	log.Info("rbd: root hand-over on", zap.Strings("monitors", c.Monitors), zap.String("user", c.User),
 		zap.Duration("call_timeout", c.Timeout.D()), zap.String("unrecorded_same_ip", d.cfg.RBD.UnrecordedSameIP))

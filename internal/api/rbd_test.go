@@ -65,7 +65,7 @@ func rbdTestServer(t *testing.T, prevAddr string) *rbdFixture {
 	fc := rbdtest.New(obs)
 	log := zaptest.NewLogger(t)
 	ex := rbd.NewExecutor(fc, rbd.ExecutorConfig{CallTimeout: time.Second}, log, clock.Real{}, nil)
-	svc := rbd.NewService(rbd.ServiceConfig{Inventory: inv, Cluster: fc, Executor: ex, Clients: db, Boots: tr, Log: log, Clock: clk})
+	svc := rbd.NewService(rbd.ServiceConfig{Inventory: inv, Cluster: fc, Executor: ex, Clients: db, Events: db, Boots: tr, Log: log, Clock: clk})
 	ts := httptest.NewServer(New(Config{Inventory: inv, Store: db, Deps: Deps{Boots: tr, Root: svc}, Clock: clk, Log: log}))
 	t.Cleanup(ts.Close)
 	return &rbdFixture{ts: ts, tr: tr, db: db, cluster: fc}
@@ -170,7 +170,7 @@ func TestRootPrepareMappedCycle(t *testing.T) {
 		t.Fatalf("second prepare: %d %s (breaks %d)", code, body, f.cluster.Breaks)
 	}
 	code, body = call(t, "GET", f.ts.URL+"/api/v1/hosts/h1/rbd", "", "")
-	if code != http.StatusOK || !strings.Contains(body, "3800830946") {
+	if code != http.StatusOK || !strings.Contains(body, "3800830946") || !strings.Contains(body, `"kind": "rbd.prepared"`) {
 		t.Fatalf("status: %d %s", code, body)
 	}
 	prepared := f.events(t, "h1", event.RootPrepared)
