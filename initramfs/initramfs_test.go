@@ -349,3 +349,34 @@ func checkGolden(t *testing.T, path, got string) {
 		t.Errorf("listing differs from %s:\n%s", path, got)
 	}
 }
+
+func FuzzListing(f *testing.F) {
+	var seg bytes.Buffer
+	if err := WriteSegment(&seg, []File{{Path: "etc/x", Data: []byte("y")}}, gzip.BestSpeed); err != nil {
+		f.Fatal(err)
+	}
+	f.Add(seg.Bytes())
+	f.Add(append(seg.Bytes(), seg.Bytes()...))
+	f.Add([]byte("070701garbage"))
+	f.Add([]byte{0x1f, 0x8b, 0, 0})
+	f.Fuzz(func(t *testing.T, image []byte) {
+		_, _ = Listing(image) // must not panic or hang
+	})
+}
+
+func FuzzSoftdepAlias(f *testing.F) {
+	f.Add("softdep libcrc32c pre: crc32c post: x\n", "alias crc32c crc32c_generic\nalias pci:v* virtio_net\n")
+	f.Add("softdep a\n", "alias\n")
+	f.Fuzz(func(t *testing.T, softdep, alias string) {
+		for mod, pre := range parseSoftdep([]byte(softdep)) {
+			if mod == "" || len(pre) == 0 {
+				t.Fatalf("empty softdep entry %q %v", mod, pre)
+			}
+		}
+		for a := range parseAliases([]byte(alias)) {
+			if strings.ContainsAny(a, "*?[ ") {
+				t.Fatalf("wildcard alias %q kept", a)
+			}
+		}
+	})
+}
