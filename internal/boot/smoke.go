@@ -91,7 +91,8 @@ func (c *Checker) Run(ctx context.Context, chk config.SmokeCheck, vars map[strin
 		return res
 	}
 	deadline := orDefault(chk.Deadline.D(), DefaultSmokeDeadline)
-	dctx, cancel := context.WithTimeout(ctx, deadline)
+	dl := time.Now().Add(deadline)
+	dctx, cancel := context.WithDeadline(ctx, dl)
 	defer cancel()
 	var prev error
 	for {
@@ -99,8 +100,10 @@ func (c *Checker) Run(ctx context.Context, chk config.SmokeCheck, vars map[strin
 		tctx, tcancel := context.WithTimeout(dctx, orDefault(chk.Timeout.D(), DefaultSmokeTimeout))
 		err = c.try(tctx, chk.Kind, target, args, expect, seen)
 		tcancel()
-		if err != nil && dctx.Err() != nil && prev != nil {
-			// The deadline cut this try short: the try before says more.
+		if err != nil && prev != nil && (dctx.Err() != nil || time.Until(dl) < 50*time.Millisecond) {
+			// The deadline cut this try short (the network's own timeout
+			// may fire a moment before the context's): the try before
+			// says more.
 			err = prev
 		}
 		if err == nil || (maxTries > 0 && res.Attempts >= maxTries) || !c.pause(dctx) {
