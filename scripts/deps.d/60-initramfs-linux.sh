@@ -17,7 +17,7 @@ apt_for() { # arch, then apt-get args
   mkdir -p "$st/lists/partial" "$st/cache/archives/partial"
   apt-get -q -o Dir::State::Lists="$st/lists" -o Dir::Cache="$st/cache" \
     -o Dir::State::status="$cache/empty-status" \
-    -o APT::Architecture="$arch" -o APT::Architectures::="$arch" "$@"
+    -o APT::Architecture="$arch" -o APT::Architectures::="$arch" -o APT::Sandbox::User=root "$@"
 }
 
 fetch() { # arch
@@ -29,7 +29,7 @@ fetch() { # arch
   : > "$cache/empty-status"
   apt_for "$arch" update >/dev/null
   local pkg
-  pkg=$(APT_CONFIG=/dev/null apt-cache -o Dir::State::Lists="$cache/apt-$arch/lists" \
+  pkg=$(apt-cache -o Dir::State::Lists="$cache/apt-$arch/lists" \
         -o Dir::Cache="$cache/apt-$arch/cache" -o Dir::State::status="$cache/empty-status" \
         -o APT::Architecture="$arch" -o APT::Architectures::="$arch" \
         depends linux-image-"$arch" | awk '/Depends: linux-image-6/{print $2; exit}')
