@@ -205,16 +205,23 @@ func (a *refusingAPI) stageNames() []string {
 func startPeers(t *testing.T, ns *harness.Netns, dir string) *refusingAPI {
 	t.Helper()
 	testenv.RequireTools(t, "dnsmasq")
-	api := &refusingAPI{}
-	l := ns.Listen(t, "tcp4", net.JoinHostPort(ns.Addr.String(), apiPort))
-	srv := &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second}
-	go srv.Serve(l)
-	t.Cleanup(func() { srv.Close() })
+	api := startAPI(t, ns)
 	ns.Start(t, filepath.Join(dir, "dnsmasq.log"), "dnsmasq", "-k", "--conf-file=/dev/null", "--port=0",
 		"--interface="+ns.BridgeDev, "--bind-interfaces", "--except-interface=lo",
 		"--dhcp-range=10.66.0.100,10.66.0.150,255.255.255.0,1h",
 		"--dhcp-host="+guestMAC+","+guestIP, "--dhcp-leasefile="+filepath.Join(t.TempDir(), "leases"),
 		"--log-dhcp", "--log-facility=-")
+	return api
+}
+
+// startAPI serves the refusing API inside ns.
+func startAPI(t *testing.T, ns *harness.Netns) *refusingAPI {
+	t.Helper()
+	api := &refusingAPI{}
+	l := ns.Listen(t, "tcp4", net.JoinHostPort(ns.Addr.String(), apiPort))
+	srv := &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second}
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Close() })
 	return api
 }
 
