@@ -6,6 +6,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"netboot/internal/boot"
 	"netboot/rbd"
 	"netboot/rbd/goceph"
 )
@@ -32,6 +33,9 @@ func (d *daemon) setupRBD(context.Context) error {
 		Monitors: c.Monitors, ConfFile: d.cfg.Resolve(c.ConfFile), User: c.User, Keyring: d.cfg.Resolve(c.Keyring), Timeout: c.Timeout.D(),
 	}, log)
 	d.closers = append(d.closers, cluster.Close)
+	if tracker, ok := d.events.(interface{ SetOSD(boot.OSDStatus) }); ok && goceph.Available {
+		tracker.SetOSD(cluster) // ceph-osd-up smoke checks use this connection
+	}
 	ex := rbd.NewExecutor(cluster, rbd.ExecutorConfig{CallTimeout: c.Timeout.D()}, log, d.clock, rbd.NewMetrics(d.registry))
 	var leases rbd.LeaseResolver
 	if d.apiDeps.Leases != nil {

@@ -37,8 +37,9 @@ type Class struct {
 	Cmdline string `yaml:"cmdline"`
 	// Variables are defaults for the host's variables.
 	Variables map[string]string `yaml:"variables"`
-	// Deadlines per stage name ("kernel-up": 60s); a boot that does not
-	// reach the next stage in time is stuck. See internal/boot for defaults.
+	// Deadlines per stage name ("kernel-up": 60s): the time a boot may take
+	// to reach that stage from the stage before it; a boot that does not is
+	// stuck. See docs/boot-outcomes.md for the defaults.
 	Deadlines map[string]Duration `yaml:"deadlines"`
 	// Smoke checks run once a boot reaches userspace.
 	Smoke []SmokeCheck `yaml:"smoke"`

@@ -38,7 +38,10 @@ func (c *Cluster) LockOwners(context.Context, rbd.Image) ([]rbd.LockOwner, error
 func (c *Cluster) Lockers(context.Context, rbd.Image) (rbd.Lockers, error) {
 	return rbd.Lockers{}, ErrNoCeph
 }
-func (c *Cluster) Watchers(context.Context, rbd.Image) ([]rbd.Watcher, error)  { return nil, ErrNoCeph }
+func (c *Cluster) Watchers(context.Context, rbd.Image) ([]rbd.Watcher, error) { return nil, ErrNoCeph }
+
+// OSDUpIn is unavailable without Ceph support.
+func (c *Cluster) OSDUpIn(context.Context, int) (bool, bool, error)            { return false, false, ErrNoCeph }
 func (c *Cluster) Blocklist(context.Context) ([]rbd.BlocklistEntry, error)     { return nil, ErrNoCeph }
 func (c *Cluster) BlocklistAdd(context.Context, rbd.Addr, time.Duration) error { return ErrNoCeph }
 func (c *Cluster) BlocklistRemove(context.Context, rbd.BlocklistEntry) error   { return ErrNoCeph }
