@@ -358,8 +358,12 @@ func BenchmarkIngest(b *testing.B) {
 	}
 	flood := runOurs(b, 0, dur, 2)
 	b.Logf("flood (2 unpaced senders, target 10x300k/s): %v", flood)
-	b.Logf("highest loss-free rate (steps where the sender reached >= 90%% of its target): netbootd %.0f/s, netconsd %.0f/s (ratio %.2f)", best["netbootd"], best["netconsd"],
-		best["netbootd"]/max(best["netconsd"], 1))
+	ratio := "n/a"
+	if best["netconsd"] > 0 {
+		ratio = fmt.Sprintf("%.2f", best["netbootd"]/best["netconsd"])
+	}
+	b.Logf("highest loss-free rate (steps where the sender reached >= 90%% of its target): netbootd %.0f/s, netconsd %.0f/s (ratio %s)",
+		best["netbootd"], best["netconsd"], ratio)
 	var cpu float64
 	for _, r := range ours {
 		cpu = max(cpu, r.CPUus)
