@@ -10,6 +10,7 @@ package pxe
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -111,7 +112,19 @@ type ArtifactsConfig struct {
 	CacheBytes int64
 	// CacheMaxFile is the largest file that is cached. Default 128 MiB.
 	CacheMaxFile int64
+	// Initrd provides per-host nbinit images: a known host whose class
+	// initrd is "nbinit" asking for NBInitFile gets its own image (a Pi's
+	// config.txt names it with "initramfs nbinit.img followkernel"). Nil:
+	// such requests are looked up in the tree like any other name.
+	Initrd InitrdProvider
+	// InitrdWait bounds how long a request waits for an image that is
+	// still being assembled. Default 2s; the client retries after that.
+	InitrdWait time.Duration
 }
+
+// NBInitFile is the file name under which TFTP and /files/ serve a host's
+// own nbinit initramfs.
+const NBInitFile = "nbinit.img"
 
 func (c ArtifactsConfig) withDefaults() ArtifactsConfig {
 	if c.CacheBytes == 0 {
@@ -119,6 +132,9 @@ func (c ArtifactsConfig) withDefaults() ArtifactsConfig {
 	}
 	if c.CacheMaxFile == 0 {
 		c.CacheMaxFile = 128 << 20
+	}
+	if c.InitrdWait == 0 {
+		c.InitrdWait = 2 * time.Second
 	}
 	return c
 }
@@ -132,6 +148,8 @@ type Artifacts struct {
 	bySerial map[string]*config.Host
 	byMAC    map[string]*config.Host // "dc-a6-32-01-36-c2"
 	cache    *contentCache
+	initrd   InitrdProvider
+	wait     time.Duration
 }
 
 // NewArtifacts opens cfg.Server.ArtifactRoot. hosts may be nil (then only
@@ -144,9 +162,10 @@ func NewArtifacts(cfg *config.Config, hosts HostLookup, ac ArtifactsConfig) (*Ar
 	if hosts == nil {
 		hosts = InventoryHosts(cfg)
 	}
+	ac = ac.withDefaults()
 	a := &Artifacts{cfg: cfg, root: root, hosts: hosts,
 		bySerial: map[string]*config.Host{}, byMAC: map[string]*config.Host{},
-		cache: newContentCache(ac.withDefaults())}
+		cache: newContentCache(ac), initrd: ac.Initrd, wait: ac.InitrdWait}
 	for i := range cfg.Hosts {
 		h := &cfg.Hosts[i]
 		if h.Serial != "" {
@@ -243,6 +262,9 @@ func (a *Artifacts) Open(req Request) (*Artifact, error) {
 	if host != nil {
 		c := a.cfg.Classes[host.Class]
 		cl = &c
+	}
+	if a.servesNBInit(host, cl, name) {
+		return a.openNBInit(req, host)
 	}
 	for _, cand := range a.candidates(host, name) {
 		f, err := a.openCandidate(req, host, cl, cand)
@@ -615,4 +637,30 @@ func inodeOf(fi fs.FileInfo) uint64 {
 		return st.Ino
 	}
 	return 0
+}
+
+func (a *Artifacts) servesNBInit(host *config.Host, cl *config.Class, name string) bool {
+	return a.initrd != nil && host != nil && cl.Initrd == InitrdNBInit && name == NBInitFile
+}
+
+// openNBInit opens host's assembled nbinit image (outside the artifact
+// tree: it is netbootd's own output, in the initramfs cache).
+func (a *Artifacts) openNBInit(req Request, host *config.Host) (*Artifact, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), a.wait)
+	defer cancel()
+	p, err := a.initrd.InitrdPath(ctx, host)
+	if err != nil {
+		return nil, fmt.Errorf("assemble nbinit image for %s: %v: %w", host.Name, err, ErrNotFound)
+	}
+	file, err := os.Open(p)
+	if err != nil {
+		return nil, fmt.Errorf("open nbinit image for %s: %v: %w", host.Name, err, ErrNotFound)
+	}
+	fi, err := file.Stat()
+	if err != nil {
+		file.Close()
+		return nil, fmt.Errorf("stat nbinit image for %s: %w", host.Name, err)
+	}
+	return &Artifact{Requested: req.Path, Name: NBInitFile, Host: host, Role: RoleInitramfs,
+		Size: fi.Size(), ModTime: fi.ModTime(), file: file}, nil
 }

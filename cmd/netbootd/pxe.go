@@ -23,7 +23,7 @@ func (d *daemon) setupPXE(ctx context.Context) error {
 	inv := pxe.NewInventory(d.cfg)
 	leases := pxe.NewLeases(inv)
 	d.apiDeps.Leases = leaseNames{leases}
-	arts, err := pxe.NewArtifacts(d.cfg, leases, pxe.ArtifactsConfig{})
+	arts, err := pxe.NewArtifacts(d.cfg, leases, pxe.ArtifactsConfig{Initrd: lateInitrd{d}})
 	if err != nil {
 		return err
 	}
