@@ -86,7 +86,7 @@ var builtins = []builtin{
 	// Network in the initramfs.
 	{"ipconfig-failed", "network", "IP-Config", `IP-Config: Auto-configuration of network failed`, true,
 		"the kernel's own DHCP (ip=dhcp) got no lease", "check the link and the DHCP server; nbinit does its own DHCP, drop ip= from the cmdline"},
-	{"dhcp-timeout", "network", "Sending DHCP requests|nbinit: dhcp:", `Sending DHCP requests .*timed out|nbinit: dhcp: .*(?:timed out|failed)`, false,
+	{"dhcp-timeout", "network", "Sending DHCP requests|nbinit: dhcp:|stage=network status=failed", `Sending DHCP requests .*timed out|nbinit: dhcp: .*(?:timed out|failed)|nbinit: stage=network status=failed .*msg=.*dhcp`, false,
 		"DHCP in the initramfs timed out", "check the link, the VLAN and that the DHCP server answers the initramfs client"},
 	{"no-carrier", "network", "No carrier detected|timeout waiting for carrier", `No carrier detected on interface (\S+)|timeout waiting for carrier`, false,
 		"the network link is down in the initramfs", "check the cable/switch port and that the NIC driver is in the initramfs"},

@@ -141,6 +141,7 @@ func TestCatalogueCoversResearchList(t *testing.T) {
 		{"libceph: mon0 (1)10.88.0.1:6789 feature set mismatch, my 107b84a842aca < server's 40107b84a842aca", "libceph-features"},
 		{"IP-Config: Auto-configuration of network failed", "ipconfig-failed"},
 		{"nbinit: dhcp: eth0: timed out after 30s", "dhcp-timeout"},
+		{`nbinit: stage=network status=failed attempt=3 iface=eth0 msg="dhcp on eth0: no lease after 30s"`, "dhcp-timeout"},
 		{"dracut-initqueue[312]: Warning: dracut-initqueue: timeout, still waiting for following initqueue hooks:", "dracut-timeout"},
 		{"Gave up waiting for root file system device.  Common problems:", "emergency-shell"},
 		{"netconsole: eth0 doesn't exist, aborting", "netconsole-no-dev"},
