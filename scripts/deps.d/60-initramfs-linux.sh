@@ -47,5 +47,22 @@ fetch() { # arch
   echo "initramfs-linux: $arch kernel $kver unpacked in $dir"
 }
 
-fetch amd64
+# amd64: reuse the tree 20-kernel.sh already unpacked for the VM tests
+# instead of downloading the same 70 MB package twice.
+link_amd64() {
+  local env=${NETBOOT_CACHE:-/var/cache/netboot-test}/kernel/amd64/kernel.env dir="$cache/amd64"
+  [ -s "$env" ] || return 1
+  # shellcheck disable=SC1090
+  (. "$env" && [ -f "$VMLINUZ" ] && [ -f "$MODULES/modules.dep" ]) || return 1
+  if [ -s "$dir/kver" ] && [ -e "$dir/vmlinuz" ]; then
+    echo "initramfs-linux: amd64 kernel $(cat "$dir/kver") cached in $dir"
+    return 0
+  fi
+  rm -rf "$dir.new"; mkdir -p "$dir.new"
+  (. "$env" && ln -s "$ROOT" "$dir.new/root" && ln -s "$VMLINUZ" "$dir.new/vmlinuz" && echo "$KVER" > "$dir.new/kver")
+  rm -rf "$dir"; mv "$dir.new" "$dir"
+  echo "initramfs-linux: amd64 kernel linked from $env"
+}
+
+link_amd64 || fetch amd64
 fetch arm64
