@@ -269,3 +269,23 @@ func TestNetnsRemovedWithItsProcesses(t *testing.T) {
 		}
 	}
 }
+
+func TestNewNetnsSweepsNamespacesOfDeadTests(t *testing.T) {
+	RequireNetns(t)
+	dead := exec.Command("true")
+	if err := dead.Run(); err != nil {
+		t.Fatal(err)
+	}
+	stale := "nbhsweep-" + strconv.Itoa(dead.Process.Pid) + "-1"
+	if out, err := exec.Command("ip", "netns", "add", stale).CombinedOutput(); err != nil {
+		t.Fatalf("add %s: %v: %s", stale, err, out)
+	}
+	t.Cleanup(func() { exec.Command("ip", "netns", "del", stale).Run() })
+	live := NewNetns(t, NetnsConfig{Part: "nbhsweep"})
+	if _, err := os.Stat(filepath.Join("/var/run/netns", stale)); err == nil {
+		t.Errorf("stale netns %s of exited pid %d survived NewNetns", stale, dead.Process.Pid)
+	}
+	if _, err := os.Stat(filepath.Join("/var/run/netns", live.Name)); err != nil {
+		t.Errorf("the new netns %s is missing: %v", live.Name, err)
+	}
+}
