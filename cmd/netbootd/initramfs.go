@@ -41,7 +41,9 @@ func (d *daemon) setupInitramfs(context.Context) error {
 	d.apiDeps.Initramfs = hi
 	arches := d.inventoryArches()
 	d.services = append(d.services, service{name: "initramfs warm-up", serve: func(ctx context.Context) error {
-		hi.Warm(ctx, arches)
+		// A base build cannot be interrupted (mkuimage runs the Go
+		// toolchain to completion), so shutdown does not wait for it.
+		go hi.Warm(ctx, arches)
 		<-ctx.Done()
 		return nil
 	}})

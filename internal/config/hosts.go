@@ -103,7 +103,7 @@ func (c *Config) validateClasses(v *validator) {
 		}
 		for stage, d := range cl.Deadlines {
 			if !validStageName(stage) {
-				s.at("deadlines." + stage).errorf("%q is not a stage name", stage)
+				s.at("deadlines."+stage).errorf("%q is not a stage name", stage)
 			}
 			if d == 0 {
 				s.at("deadlines." + stage).errorf("must be positive")
