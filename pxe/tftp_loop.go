@@ -334,6 +334,10 @@ func (s *TFTPServer) recordTransfer(t *transfer, now time.Time, result, why stri
 	default:
 		ev.Kind, ev.Failed, ev.Stage = event.FileFailed, true, t.art.Role.Stage()
 		ev.Message = fmt.Sprintf("tftp %s %s: %s", t.req.Filename, result, why)
+		// Firmware retries a broken transfer (the Pi after 5 s, PXE ROMs
+		// by restarting): the failure is on the timeline, and the stage
+		// deadline decides if the boot is stuck, naming this transfer.
+		attrs["transient"] = "true"
 	}
 	level := zap.InfoLevel
 	if ev.Failed {

@@ -171,16 +171,22 @@ func failsBoot(ev event.Event) bool {
 	switch ev.Kind {
 	case event.FileFailed:
 		// pxe/ names a stage only for a known host's boot file (kernel,
-		// initramfs, bootloader); probes and unknown files name none.
-		return ev.Stage != event.StageNone
+		// initramfs, bootloader); probes and unknown files name none. A
+		// broken TFTP transfer is transient: the firmware retries it.
+		return ev.Stage != event.StageNone && !retrying(ev)
 	case event.DHCPIgnored:
 		return isRefusedDHCP(ev)
 	case event.SmokeResult:
 		return false
 	}
-	// nbinit sets retry_in on a failed try it will retry.
-	return ev.Attr("retrying") != "true" && ev.Attr("retryable") != "true" && ev.Attr("transient") != "true" &&
-		ev.Attr("retry_in") == ""
+	return !retrying(ev)
+}
+
+// retrying reports whether the component says it will try again (nbinit
+// sets retry_in on a failed try it will retry).
+func retrying(ev event.Event) bool {
+	return ev.Attr("retrying") == "true" || ev.Attr("retryable") == "true" || ev.Attr("transient") == "true" ||
+		ev.Attr("retry_in") != ""
 }
 
 // collect keeps the details an event carries for the report, whatever the
