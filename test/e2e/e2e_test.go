@@ -34,6 +34,7 @@ func TestE2E(t *testing.T) {
 	}
 	t.Run("image-held-by-other-host", func(t *testing.T) { s.heldByOtherHost(t) })
 	t.Run("ceph-stopped-while-booting", func(t *testing.T) { s.cephStopped(t) })
+	t.Run("peer-unaided-stale-lock-reset", func(t *testing.T) { s.unaidedPeer(t) })
 }
 
 // cleanFirstBoot: the first boot succeeds with every stage, the kernel's
@@ -78,6 +79,9 @@ func (s *stack) hardReset(t *testing.T, vm *harness.VM) {
 	} {
 		if l, err := vm.Serial.ExpectFrom(ctx, mark, regexp.MustCompile(m.re)); err == nil {
 			note += fmt.Sprintf("; reset→%s %.1fs", m.name, l.Time.Sub(since).Seconds())
+			if m.name == "first write" {
+				s.handover = l.Time.Sub(since)
+			}
 		}
 	}
 	s.timings.add("hard reset", rep, note)

@@ -50,6 +50,8 @@ type stack struct {
 	api      *http.Client
 	timings  *timingTable
 	rootImg  string // the ext4 file imported as the root image
+	// handover is reset → first write of the hard-reset scenario.
+	handover time.Duration
 }
 
 // E2EEnv must be "1" for the suite to run (`make e2e` sets it): it boots

@@ -14,8 +14,16 @@ import (
 // timingTable collects each scenario's per-stage durations from netbootd's
 // reports, for the note (timings.md in the artifacts, and the log).
 type timingTable struct {
-	mu   sync.Mutex
-	rows []timingRow
+	mu    sync.Mutex
+	rows  []timingRow
+	notes []string
+}
+
+// addNote adds a line under the table.
+func (tt *timingTable) addNote(note string) {
+	tt.mu.Lock()
+	defer tt.mu.Unlock()
+	tt.notes = append(tt.notes, note)
 }
 
 type timingRow struct {
@@ -65,6 +73,9 @@ func (tt *timingTable) markdown() string {
 			total = fmt.Sprintf("%.1f", r.rep.Ended.Sub(r.rep.Started).Seconds())
 		}
 		fmt.Fprintf(&b, " %s | %s |\n", total, r.extra)
+	}
+	for _, n := range tt.notes {
+		b.WriteString("\n" + n + "\n")
 	}
 	return b.String()
 }
