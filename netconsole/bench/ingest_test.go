@@ -235,7 +235,7 @@ func runNetconsd(b *testing.B, bin string, rate float64, dur time.Duration) step
 	defer cmd.Process.Kill()
 	time.Sleep(300 * time.Millisecond) // let it bind
 	cpu0 := procCPU(pid)
-	sr := runSenders(b, "127.0.0.1:"+strconv.Itoa(port), rate, dur, 1)
+	sr := runSenders(b, "127.0.0.1:"+strconv.Itoa(port), rate, dur, envInt("NCBENCH_SENDERS", 1))
 	time.Sleep(time.Second) // drain
 	cpu := procCPU(pid) - cpu0
 	rss := rssMB(strconv.Itoa(pid))
@@ -340,7 +340,7 @@ func BenchmarkIngest(b *testing.B) {
 	best := map[string]float64{}
 	var ours []stepResult
 	for _, rate := range rates {
-		r := runOurs(b, rate, dur, 1)
+		r := runOurs(b, rate, dur, envInt("NCBENCH_SENDERS", 1))
 		b.Log(r)
 		ours = append(ours, r)
 		// A step counts only when the sender offered (almost) its target:
