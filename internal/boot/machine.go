@@ -21,7 +21,9 @@ import (
 //     initramfs's own lease) opens one, unless the current attempt is still
 //     at the dhcp stage (the firmware retrying).
 //   - A kernel banner opens one when the current attempt already passed
-//     kernel-up (the host rebooted without a DHCP we saw).
+//     kernel-up (the host rebooted without a DHCP we saw); so does
+//     netconsole's first line of a boot detected by a sequence reset or the
+//     kernel clock going back, once the attempt reached kernel-up.
 //   - With no attempt yet, any event that proves a stage reached opens one
 //     (the host was already booting when netbootd first heard of it).
 //   - After a finished attempt, an early-stage event (dhcp … kernel-up) or
@@ -42,6 +44,9 @@ func opensAttempt(cur *Report, ev event.Event) bool {
 			return true
 		}
 	}
+	if kernelRestarted(ev) && cur != nil && cur.LastStage >= event.StageKernelUp {
+		return true
+	}
 	switch {
 	case ev.Failed || ev.Stage == event.StageNone || ev.Kind == event.Signature:
 		return false
@@ -51,6 +56,18 @@ func opensAttempt(cur *Report, ev event.Event) bool {
 		return false
 	}
 	return ev.Stage <= event.StageKernelUp || (ev.Kind == event.StageReport && ev.Stage == event.StageInit)
+}
+
+// kernelRestarted is netconsole's first line of a boot it detected from
+// the stream itself: the extended sequence number reset or the kernel clock
+// went back. A second kernel-up in one attempt means the host rebooted
+// without a DHCP request that netbootd saw.
+func kernelRestarted(ev event.Event) bool {
+	if ev.Kind != event.KernelLine {
+		return false
+	}
+	r := ev.Attr("reason")
+	return r == "seq-reset" || r == "time-backwards"
 }
 
 // isRefusedDHCP is pxe/'s refused or failed DHCP boot of a known host: a
