@@ -115,7 +115,7 @@ func (s *stack) hardReset(t *testing.T, vm *harness.VM) {
 func (s *stack) announcedRebootSkipped(t *testing.T, vm *harness.VM) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	code, out := s.ctl(t, ctx, "reboot-expect", hostName, "--deadline", "20s", "--json")
+	code, out := s.ctl(t, ctx, "reboot-expect", hostName, "--deadline", "10s", "--json")
 	if code != 0 {
 		t.Fatalf("netbootctl reboot-expect exit %d: %s", code, out)
 	}

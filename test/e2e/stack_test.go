@@ -278,7 +278,7 @@ classes:
     initrd: nbinit
     cmdline: "console=ttyS0,115200 loglevel=7 panic=-1"
     deadlines:
-      root-prepare: 60s
+      root-prepare: 30s
     smoke:
       - {name: httpd, kind: http, target: "http://{{.ip}}:%[9]s/", expect: "200", timeout: 3s, deadline: 60s}
 hosts:
