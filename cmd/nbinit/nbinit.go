@@ -93,6 +93,9 @@ type Init struct {
 	pending  []StageReport // reports made before the API was reachable
 	rootDev  string
 	prepared *PrepareResponse
+	// netconsoleModule is netconsole.ko, held back by the init stage until
+	// the network stage can load it with a target.
+	netconsoleModule moduleEntry
 }
 
 // stageError is a failure with the stage it belongs to.

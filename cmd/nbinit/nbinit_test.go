@@ -301,12 +301,13 @@ func testHappyPath(t *testing.T, nested bool) {
 	if len(r.api.mapped) != 1 || r.api.mapped[0] != (Mapped{ClientAddr: "10.0.0.2:0/1234", ClientID: "client4130", Device: "/dev/rbd0"}) {
 		t.Errorf("mapped = %+v", r.api.mapped)
 	}
-	nc := filepath.Join(r.n.Root.ConfigFS, "netconsole/nbinit")
-	for f, want := range map[string]string{"dev_name": "eth0", "local_ip": "127.0.0.2", "remote_ip": "127.0.0.1",
-		"remote_port": "6666", "remote_mac": "02:00:00:00:00:01", "extended": "1", "enabled": "1"} {
-		if got := readTrim(filepath.Join(nc, f)); got != want {
-			t.Errorf("netconsole %s = %q, want %q", f, got, want)
-		}
+	// netconsole is loaded after the lease with an extended target as its
+	// parameter (so the kernel replays its log), not at init, not configfs.
+	if want := "netconsolenetconsole=+6665@127.0.0.2/eth0,6666@127.0.0.1/02:00:00:00:00:01"; !containsString(r.k.modules, want) {
+		t.Errorf("modules loaded = %v, want %q after the lease", r.k.modules, want)
+	}
+	if _, err := os.Stat(filepath.Join(r.n.Root.ConfigFS, "netconsole/nbinit")); err == nil {
+		t.Error("a configfs target was created as well: the collector would get every line twice")
 	}
 	if got := readTrim(filepath.Join(r.n.Root.Proc, "sys/kernel/printk")); got != "8" {
 		t.Errorf("console loglevel = %q, want 8", got)
@@ -430,6 +431,33 @@ func TestFailKeepsPID1(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestNetconsoleFallsBackToConfigfs: when netconsole is already loaded
+// (built in, or loaded earlier) the target is made through configfs.
+func TestNetconsoleFallsBackToConfigfs(t *testing.T) {
+	r := newRig(t)
+	r.k.failMod = map[string]error{"netconsole": os.ErrExist}
+	if err := os.MkdirAll(filepath.Join(r.n.Root.ConfigFS, "netconsole"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	_ = r.n.Run(context.Background())
+	nc := filepath.Join(r.n.Root.ConfigFS, "netconsole/nbinit")
+	for f, want := range map[string]string{"dev_name": "eth0", "local_ip": "127.0.0.2", "remote_ip": "127.0.0.1",
+		"remote_port": "6666", "remote_mac": "02:00:00:00:00:01", "extended": "1", "enabled": "1"} {
+		if got := readTrim(filepath.Join(nc, f)); got != want {
+			t.Errorf("netconsole %s = %q, want %q", f, got, want)
+		}
+	}
+}
+
+func containsString(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
 }
 
 func TestModuleFailuresReported(t *testing.T) {

@@ -93,6 +93,14 @@ func (n *Init) loadModules() (loaded int, failed []string, err error) {
 		return 0, nil, err
 	}
 	for _, m := range mods {
+		if moduleName(m.Path) == "netconsole" && n.cfg.Netconsole != "" {
+			// Loaded by the network stage with a target parameter: only a
+			// target that exists at load time replays the kernel log from
+			// "Linux version" (a configfs target starts at its own enable).
+			n.netconsoleModule = m
+			loaded++
+			continue
+		}
 		if err := n.Sys.LoadModule(m.Path, m.Params); err != nil && !errors.Is(err, os.ErrExist) {
 			name := moduleName(m.Path)
 			n.kmsg(fmt.Sprintf("nbinit: load module %s: %v", name, err))
@@ -133,10 +141,11 @@ func (n *Init) stageNetwork(ctx context.Context, _ int) (map[string]string, stri
 	attrs := map[string]string{"iface": ifname, "ip": lease.IP, "router": lease.Router, "dhcp_server": lease.ServerID}
 	n.setupAPI(attrs)
 	if n.cfg.Netconsole != "" {
-		if err := n.enableNetconsole(ctx); err != nil {
+		if how, err := n.enableNetconsole(ctx); err != nil {
 			attrs["netconsole_error"] = err.Error()
 		} else {
 			attrs["netconsole"] = n.cfg.Netconsole
+			attrs["netconsole_target"] = how
 		}
 	}
 	return attrs, "lease " + lease.IP + " on " + ifname, nil
@@ -209,13 +218,35 @@ func (n *Init) waitCarrier(ctx context.Context) (string, error) {
 	}
 }
 
-// enableNetconsole creates an extended netconsole target through configfs.
-func (n *Init) enableNetconsole(ctx context.Context) error {
+// enableNetconsole turns on an extended netconsole target towards the
+// collector. It loads the netconsole module with the target as a parameter
+// when it can, so that the kernel replays its whole log buffer (the
+// collector sees the boot from "Linux version" on); when the module is
+// already loaded it adds the target through configfs instead. It returns
+// how the target was made.
+func (n *Init) enableNetconsole(ctx context.Context) (string, error) {
 	host, port, err := net.SplitHostPort(n.cfg.Netconsole)
 	if err != nil {
-		return fmt.Errorf("netconsole address %q: %w", n.cfg.Netconsole, err)
+		return "", fmt.Errorf("netconsole address %q: %w", n.cfg.Netconsole, err)
 	}
 	mac := n.netconsoleMAC(ctx, host)
+	localIP, _, _ := strings.Cut(n.lease.IP, "/")
+	if m := n.netconsoleModule; m.Path != "" {
+		n.netconsoleModule = moduleEntry{}
+		param := fmt.Sprintf("netconsole=+6665@%s/%s,%s@%s/%s", localIP, n.lease.Interface, port, host, mac)
+		err := n.Sys.LoadModule(m.Path, strings.TrimSpace(m.Params+" "+param))
+		if err == nil {
+			return "module parameter (kernel log replayed)", nil
+		}
+		if !errors.Is(err, os.ErrExist) {
+			n.kmsg(fmt.Sprintf("nbinit: load netconsole with target: %v; trying configfs", err))
+		}
+	}
+	return "configfs", n.configfsNetconsole(host, port, mac, localIP)
+}
+
+// configfsNetconsole creates an extended target through configfs.
+func (n *Init) configfsNetconsole(host, port, mac, localIP string) error {
 	base := filepath.Join(n.Root.ConfigFS, "netconsole")
 	if _, err := os.Stat(base); err != nil {
 		return fmt.Errorf("netconsole configfs missing (module not loaded?): %w", err)
@@ -226,7 +257,6 @@ func (n *Init) enableNetconsole(ctx context.Context) error {
 	} else if err := os.Mkdir(dir, 0o755); err != nil {
 		return fmt.Errorf("create netconsole target: %w", err)
 	}
-	localIP, _, _ := strings.Cut(n.lease.IP, "/")
 	for _, kv := range [][2]string{
 		{"dev_name", n.lease.Interface}, {"local_ip", localIP}, {"remote_ip", host},
 		{"remote_port", port}, {"remote_mac", mac}, {"extended", "1"}, {"enabled", "1"},
