@@ -12,6 +12,10 @@ GOFLAGS   := -buildvcs=false -tags=$(CEPH_TAGS)
 export GOFLAGS
 BIN       := bin
 TEST_TIMEOUT ?= 40m
+# Serial logs, netbootd logs, screenshots and timings of the VM and browser
+# tests are kept here (CI keeps them as artifacts).
+NETBOOT_ARTIFACTS ?= $(CURDIR)/test/artifacts
+export NETBOOT_ARTIFACTS
 
 .DEFAULT_GOAL := help
 
