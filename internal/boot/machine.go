@@ -299,6 +299,10 @@ func (r *Report) probableCause(ev event.Event) *Failure {
 		f.Signature, f.Explain, f.Hint, f.Line, f.Excerpt = h.Name, h.Explain, h.Hint, h.Line, h.Excerpt
 		return f
 	}
+	if n := len(r.RBD); n > 0 && (r.RBD[n-1].Failed || r.RBD[n-1].Kind == event.RootRefused) {
+		f.Explain = "last root hand-over answer: " + r.RBD[n-1].Message
+		return f
+	}
 	for i := len(r.Fetches) - 1; i >= 0; i-- {
 		if r.Fetches[i].Failed {
 			f.Explain = "last failed transfer: " + r.Fetches[i].File + ": " + r.Fetches[i].Error
