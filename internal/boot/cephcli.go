@@ -3,10 +3,11 @@ package boot
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"os/exec"
 	"strings"
+
+	"netboot/rbd"
 )
 
 // CephCLI implements OSDStatus with the ceph command-line tool
@@ -45,25 +46,5 @@ func (c CephCLI) OSDUpIn(ctx context.Context, id int) (up, in bool, err error) {
 	if err := cmd.Run(); err != nil {
 		return false, false, fmt.Errorf("ceph osd dump: %w: %s", err, strings.TrimSpace(stderr.String()))
 	}
-	return parseOSDDump(stdout.Bytes(), id)
-}
-
-// parseOSDDump reads osd id's up and in flags from `ceph osd dump -f json`.
-func parseOSDDump(data []byte, id int) (up, in bool, err error) {
-	var dump struct {
-		OSDs []struct {
-			OSD int `json:"osd"`
-			Up  int `json:"up"`
-			In  int `json:"in"`
-		} `json:"osds"`
-	}
-	if err := json.Unmarshal(data, &dump); err != nil {
-		return false, false, fmt.Errorf("parse osd dump: %w", err)
-	}
-	for _, o := range dump.OSDs {
-		if o.OSD == id {
-			return o.Up == 1, o.In == 1, nil
-		}
-	}
-	return false, false, fmt.Errorf("parse osd dump: osd.%d does not exist", id)
+	return rbd.ParseOSDDump(stdout.Bytes(), id)
 }

@@ -18,6 +18,7 @@ import (
 
 	"netboot/internal/config"
 	"netboot/internal/testenv"
+	"netboot/rbd"
 	"netboot/test/cephlab"
 )
 
@@ -243,7 +244,7 @@ func TestParseOSDDump(t *testing.T) {
 		wantErr bool
 	}{{0, true, true, false}, {1, false, true, false}, {2, true, false, false}, {3, false, false, true}}
 	for _, tc := range cases {
-		up, in, err := parseOSDDump(dump, tc.id)
+		up, in, err := rbd.ParseOSDDump(dump, tc.id)
 		if up != tc.up || in != tc.in || (err != nil) != tc.wantErr {
 			t.Errorf("osd.%d: up=%v in=%v err=%v", tc.id, up, in, err)
 		}
@@ -255,7 +256,7 @@ func FuzzParseOSDDump(f *testing.F) {
 	f.Add([]byte(`{"osds":null}`), 1)
 	f.Add([]byte(`garbage`), 0)
 	f.Fuzz(func(t *testing.T, data []byte, id int) {
-		up, in, err := parseOSDDump(data, id)
+		up, in, err := rbd.ParseOSDDump(data, id)
 		if err != nil && (up || in) {
 			t.Fatalf("error %v with up=%v in=%v", err, up, in)
 		}

@@ -4,8 +4,8 @@ package goceph
 
 import (
 	"context"
-	"encoding/json"
-	"fmt"
+
+	"netboot/rbd"
 )
 
 // OSDUpIn reports whether OSD id is up and in, from the mon command
@@ -16,20 +16,5 @@ func (c *Cluster) OSDUpIn(ctx context.Context, id int) (up, in bool, err error) 
 	if err != nil {
 		return false, false, err
 	}
-	var dump struct {
-		OSDs []struct {
-			OSD int `json:"osd"`
-			Up  int `json:"up"`
-			In  int `json:"in"`
-		} `json:"osds"`
-	}
-	if err := json.Unmarshal(out, &dump); err != nil {
-		return false, false, fmt.Errorf("osd dump: parse: %w", err)
-	}
-	for _, o := range dump.OSDs {
-		if o.OSD == id {
-			return o.Up == 1, o.In == 1, nil
-		}
-	}
-	return false, false, fmt.Errorf("osd dump: osd.%d does not exist", id)
+	return rbd.ParseOSDDump(out, id)
 }
