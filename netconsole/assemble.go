@@ -37,6 +37,17 @@ type AssemblerConfig struct {
 	// TrackerPoll is how often a host's current boot is re-read from the
 	// tracker to notice attempts it opened (DHCP/TFTP). Default 100ms.
 	TrackerPoll time.Duration
+	// MergeWindow is how long a timestamped plain line is held back while
+	// the host's boot has no extended stream yet, so that an extended copy
+	// of it arriving later (another socket, another reader) replaces it.
+	// Default 1s; negative: plain lines are emitted at once (copies are
+	// then merged only through the recent-lines window).
+	MergeWindow time.Duration
+	// MaxHeldLines bounds the plain lines held back per host; the oldest
+	// is emitted when exceeded. Held bytes over all hosts count against
+	// MaxReassemblyBytes too (over it, lines are emitted at once).
+	// Default 1024.
+	MaxHeldLines int
 }
 
 func (c *AssemblerConfig) setDefaults() {
@@ -51,6 +62,12 @@ func (c *AssemblerConfig) setDefaults() {
 	}
 	if c.TrackerPoll <= 0 {
 		c.TrackerPoll = 100 * time.Millisecond
+	}
+	if c.MergeWindow == 0 {
+		c.MergeWindow = time.Second
+	}
+	if c.MaxHeldLines <= 0 {
+		c.MaxHeldLines = 1024
 	}
 }
 
@@ -77,6 +94,7 @@ type Assembler struct {
 	m       *Metrics   // may be nil
 	last    LastBootFunc
 	fragMem atomic.Int64
+	heldMem atomic.Int64 // bytes of plain lines held back (merge window)
 
 	mu      sync.Mutex
 	emitted map[string]int64 // host → boot whose KernelLine was recorded
@@ -108,6 +126,9 @@ type hostState struct {
 	ext        stream
 	plain      stream
 	extFirstTS int64 // kernel time of this boot's first extended record, -1
+
+	held   []store.LogLine // plain lines waiting for a possible extended copy
+	recent recentPlain     // plain lines emitted lately (late extended copies are dropped)
 
 	frags   []*fragment
 	pending []byte // plain record split over datagrams
@@ -178,12 +199,15 @@ func (a *Assembler) extended(h *hostState, d *Datagram, now time.Time, out *line
 	if h.ext.have && d.Seq == h.ext.seq && !d.Cont {
 		return ResultDropped // duplicate datagram
 	}
-	a.extRecord(h, d, body, flags, now, out)
+	if !a.extRecord(h, d, body, flags, now, out) {
+		return ResultDropped // its plain copy was stored already
+	}
 	return ResultParsed
 }
 
-// extRecord turns a whole extended record body into a line.
-func (a *Assembler) extRecord(h *hostState, d *Datagram, body []byte, flags uint8, now time.Time, out *lineBuf) {
+// extRecord turns a whole extended record body into a line. It reports
+// whether the line was kept (not when its plain copy was emitted already).
+func (a *Assembler) extRecord(h *hostState, d *Datagram, body []byte, flags uint8, now time.Time, out *lineBuf) bool {
 	text, dict, _ := bytes.Cut(body, []byte("\n"))
 	newBoot, reason := false, ""
 	switch {
@@ -204,13 +228,21 @@ func (a *Assembler) extRecord(h *hostState, d *Datagram, body []byte, flags uint
 	}
 	l.Dict = dictString(out, dict)
 	if newBoot {
-		a.newSession(h, reason)
+		a.newSession(h, reason, out)
 	}
-	a.emitLine(h, now, out, l, isBanner(text), reason)
+	a.prepareLine(h, now, out, &l, isBanner(text), reason)
 	h.ext = stream{have: true, seq: d.Seq, ts: d.TSUsec}
-	if h.extFirstTS < 0 {
+	if h.extFirstTS < 0 || d.TSUsec < h.extFirstTS {
+		// The extended stream carries every record from here on (a
+		// reordered earlier record moves the hand-over back).
 		h.extFirstTS = d.TSUsec
 	}
+	a.settleHeld(h, out)
+	if h.recent.take(l.KTime, l.Text) {
+		return false
+	}
+	out.lines = append(out.lines, l)
+	return true
 }
 
 // Reordering window: a record at most reorderSeq sequence numbers and
@@ -308,6 +340,7 @@ func (a *Assembler) expireFrags(h *hostState, now time.Time, out *lineBuf) {
 		a.plainRecord(h, h.pending, now, out, store.LogFlagReassembled|store.LogFlagTruncated)
 		h.pending = nil
 	}
+	a.expireHeld(h, now, out)
 }
 
 func (a *Assembler) flushFragment(h *hostState, f *fragment, now time.Time, out *lineBuf, why string) {
@@ -385,9 +418,11 @@ func (a *Assembler) plainLine(h *hostState, line []byte, now time.Time, out *lin
 		newBoot, reason = true, "banner"
 	}
 	if newBoot {
-		a.newSession(h, reason)
+		a.newSession(h, reason, out)
 	}
-	a.emitLine(h, now, out, store.LogLine{Seq: -1, KTime: ts, Level: -1, Flags: flags, Text: string(text)}, isBanner(text), reason)
+	l := store.LogLine{Seq: -1, KTime: ts, Level: -1, Flags: flags, Text: string(text)}
+	a.prepareLine(h, now, out, &l, isBanner(text), reason)
+	a.emitPlain(h, out, l)
 	if ts >= 0 {
 		h.plain = stream{have: true, ts: ts}
 	} else {
@@ -397,8 +432,9 @@ func (a *Assembler) plainLine(h *hostState, line []byte, now time.Time, out *lin
 }
 
 // newSession marks the start of a new boot found in the stream itself;
-// the boot id is decided when its first line is emitted.
-func (a *Assembler) newSession(h *hostState, reason string) {
+// the boot id is decided when its first line is emitted. Plain lines held
+// back belong to the previous boot: they are emitted to out.
+func (a *Assembler) newSession(h *hostState, reason string, out *lineBuf) {
 	if a.log != nil {
 		a.log.Info("netconsole: new boot detected", zap.String("host", h.name), zap.String("reason", reason), zap.Int64("previous_boot", h.boot))
 	}
@@ -406,15 +442,25 @@ func (a *Assembler) newSession(h *hostState, reason string) {
 	h.started = false
 	h.ext, h.plain = stream{}, stream{}
 	h.extFirstTS = -1
+	a.releaseHeld(h, out, len(h.held))
+	h.recent = recentPlain{}
 }
 
 // emitLine assigns the line to the host's current boot (opening one if
 // needed), emits the boot events and appends it to out.
 func (a *Assembler) emitLine(h *hostState, now time.Time, out *lineBuf, l store.LogLine, banner bool, reason string) {
-	a.checkTracker(h, now)
+	a.prepareLine(h, now, out, &l, banner, reason)
+	a.releaseHeld(h, out, len(h.held))
+	out.lines = append(out.lines, l)
+}
+
+// prepareLine assigns the line to the host's current boot (opening one if
+// needed) and emits the boot events; the caller appends it to out.
+func (a *Assembler) prepareLine(h *hostState, now time.Time, out *lineBuf, l *store.LogLine, banner bool, reason string) {
+	a.checkTracker(h, now, out)
 	bannerDone := false
 	if !h.started {
-		bannerDone = a.openBoot(h, now, &l, banner, reason)
+		bannerDone = a.openBoot(h, now, l, banner, reason)
 	}
 	l.Time, l.Host, l.BootID = now, h.name, h.boot
 	if banner {
@@ -423,12 +469,11 @@ func (a *Assembler) emitLine(h *hostState, now time.Time, out *lineBuf, l store.
 			a.events.Emit(bannerEvent(h.name, now, l.Text, h.boot))
 		}
 	}
-	out.lines = append(out.lines, l)
 }
 
 // checkTracker starts a new session when the tracker opened a new boot
 // attempt for the host (DHCP/TFTP of the next boot).
-func (a *Assembler) checkTracker(h *hostState, now time.Time) {
+func (a *Assembler) checkTracker(h *hostState, now time.Time, out *lineBuf) {
 	if a.tracker == nil || !h.started || now.Sub(h.trackerAt) < a.cfg.TrackerPoll {
 		return
 	}
@@ -437,7 +482,7 @@ func (a *Assembler) checkTracker(h *hostState, now time.Time) {
 	if ok && cur != h.trackerCur {
 		h.trackerCur = cur
 		if cur != h.boot {
-			a.newSession(h, "tracker")
+			a.newSession(h, "tracker", out)
 		}
 	}
 }
@@ -524,6 +569,7 @@ func (a *Assembler) flushHost(h *hostState, now time.Time, out *lineBuf) {
 		a.plainRecord(h, h.pending, now, out, store.LogFlagReassembled|store.LogFlagTruncated)
 		h.pending = nil
 	}
+	a.releaseHeld(h, out, len(h.held))
 }
 
 // sweepHost expires stale fragments of a host that went quiet.

@@ -417,11 +417,11 @@ func (s *Server) startSweeper() (stop func()) {
 		mu.Lock()
 		defer mu.Unlock()
 		if !stopped {
-			t = s.deps.Clock.AfterFunc(s.asm.cfg.FragTimeout/2, tick)
+			t = s.deps.Clock.AfterFunc(s.asm.sweepEvery(), tick)
 		}
 	}
 	mu.Lock()
-	t = s.deps.Clock.AfterFunc(s.asm.cfg.FragTimeout/2, tick)
+	t = s.deps.Clock.AfterFunc(s.asm.sweepEvery(), tick)
 	mu.Unlock()
 	return func() {
 		mu.Lock()
