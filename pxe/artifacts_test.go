@@ -259,7 +259,7 @@ func TestRenderedTemplatesGolden(t *testing.T) {
 			t.Fatalf("Open(%q): %v", req, err)
 		}
 		b, _ := f.Bytes()
-		artGolden(t, filepath.Join("testdata", "artifacts-golden", strings.ReplaceAll(req, "/", "_")), string(b))
+		golden(t, filepath.Join("testdata", "artifacts-golden", strings.ReplaceAll(req, "/", "_")), string(b))
 	}
 	// pi-b has no "role" variable: its cmdline.txt must not be served
 	// half-rendered.
@@ -289,27 +289,7 @@ func TestExampleTreeRenders(t *testing.T) {
 			t.Fatalf("Open(%q) = %+v, want a rendered file for the host with serial d9780558", req, f)
 		}
 		b, _ := f.Bytes()
-		artGolden(t, filepath.Join("testdata", "artifacts-golden", "example_"+strings.ReplaceAll(req, "/", "_")), string(b))
-	}
-}
-
-func artGolden(t *testing.T, path, got string) {
-	t.Helper()
-	if *update {
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("golden %s: %v (run with -update)", path, err)
-	}
-	if string(want) != got {
-		t.Fatalf("%s differs:\n--- got\n%s\n--- want\n%s", path, got, want)
+		golden(t, filepath.Join("testdata", "artifacts-golden", "example_"+strings.ReplaceAll(req, "/", "_")), string(b))
 	}
 }
 

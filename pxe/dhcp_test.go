@@ -293,6 +293,7 @@ func sortedKeys(m map[string]string) []string {
 	return keys
 }
 
+// golden compares got with the file at path (rewritten with -update).
 func golden(t *testing.T, path, got string) {
 	t.Helper()
 	if *update {
