@@ -18,10 +18,7 @@ func (d *daemon) setupBoot(ctx context.Context) error {
 	cfg := boot.Config{
 		Inventory: d.cfg, Store: d.store, Log: d.log.Named("boot"), Clock: d.clock, Metrics: d.registry,
 	}
-	if len(d.cfg.Ceph.Monitors) > 0 || d.cfg.Ceph.ConfFile != "" {
-		// ceph-osd-up smoke checks ask the cluster through the ceph CLI.
-		cfg.OSD = boot.CephCLI{Conf: d.cfg.Resolve(d.cfg.Ceph.ConfFile), Monitors: d.cfg.Ceph.Monitors, User: d.cfg.Ceph.User, Keyring: d.cfg.Resolve(d.cfg.Ceph.Keyring)}
-	}
+	// ceph-osd-up smoke checks get their Ceph connection from setupRBD.
 	tr, err := boot.New(ctx, cfg)
 	if err != nil {
 		return fmt.Errorf("start boot tracker: %w", err)

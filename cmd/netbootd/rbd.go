@@ -33,8 +33,8 @@ func (d *daemon) setupRBD(context.Context) error {
 		Monitors: c.Monitors, ConfFile: d.cfg.Resolve(c.ConfFile), User: c.User, Keyring: d.cfg.Resolve(c.Keyring), Timeout: c.Timeout.D(),
 	}, log)
 	d.closers = append(d.closers, cluster.Close)
-	if tracker, ok := d.events.(interface{ SetOSD(boot.OSDStatus) }); ok && goceph.Available {
-		tracker.SetOSD(cluster) // ceph-osd-up smoke checks use this connection
+	if tracker, ok := d.events.(interface{ SetOSD(boot.OSDStatus) }); ok {
+		tracker.SetOSD(d.osdStatus(cluster))
 	}
 	ex := rbd.NewExecutor(cluster, rbd.ExecutorConfig{CallTimeout: c.Timeout.D()}, log, d.clock, rbd.NewMetrics(d.registry))
 	var leases rbd.LeaseResolver
@@ -47,4 +47,14 @@ func (d *daemon) setupRBD(context.Context) error {
 	log.Info("rbd: root hand-over on", zap.Strings("monitors", c.Monitors), zap.String("user", c.User),
 		zap.Duration("call_timeout", c.Timeout.D()), zap.String("unrecorded_same_ip", d.cfg.RBD.UnrecordedSameIP))
 	return nil
+}
+
+// osdStatus is what ceph-osd-up smoke checks ask: this go-ceph connection,
+// or, in a netbootd built without Ceph support, the ceph CLI.
+func (d *daemon) osdStatus(cluster *goceph.Cluster) boot.OSDStatus {
+	if goceph.Available {
+		return cluster
+	}
+	c := d.cfg.Ceph
+	return boot.CephCLI{Conf: d.cfg.Resolve(c.ConfFile), Monitors: c.Monitors, User: c.User, Keyring: d.cfg.Resolve(c.Keyring)}
 }
