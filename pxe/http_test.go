@@ -12,7 +12,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -20,30 +19,16 @@ import (
 
 	"netboot/internal/config"
 	"netboot/internal/event"
+	"netboot/internal/event/eventtest"
 	"netboot/internal/testenv"
 )
 
-// eventLog collects emitted events for assertions.
-type eventLog struct {
-	mu     sync.Mutex
-	events []event.Event
-}
-
-func (l *eventLog) Emit(e event.Event) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.events = append(l.events, e)
-}
-
-func (l *eventLog) all() []event.Event {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return append([]event.Event(nil), l.events...)
-}
+// eventLog collects emitted events for assertions (HTTP and TFTP tests).
+type eventLog struct{ eventtest.Recorder }
 
 func (l *eventLog) last(t *testing.T) event.Event {
 	t.Helper()
-	evs := l.all()
+	evs := l.Events()
 	if len(evs) == 0 {
 		t.Fatal("no event emitted")
 	}

@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
 
@@ -22,35 +21,17 @@ import (
 	"netboot/internal/event"
 )
 
-// tftpEventLog is a Sink that keeps every event for assertions.
-type tftpEventLog struct {
-	mu     sync.Mutex
-	events []event.Event
-}
-
-func (l *tftpEventLog) Emit(e event.Event) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.events = append(l.events, e)
-}
-
-func (l *tftpEventLog) all() []event.Event {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return append([]event.Event(nil), l.events...)
-}
-
 // waitFor polls until n events are recorded (a transfer's event is emitted
 // just after its last packet, so a client may return first).
-func (l *tftpEventLog) waitFor(t testing.TB, n int) []event.Event {
+func (l *eventLog) waitFor(t testing.TB, n int) []event.Event {
 	t.Helper()
 	for i := 0; i < 500; i++ {
-		if ev := l.all(); len(ev) >= n {
+		if ev := l.Events(); len(ev) >= n {
 			return ev
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	ev := l.all()
+	ev := l.Events()
 	t.Fatalf("got %d events, want %d: %+v", len(ev), n, ev)
 	return nil
 }
@@ -58,7 +39,7 @@ func (l *tftpEventLog) waitFor(t testing.TB, n int) []event.Event {
 type tftpFixture struct {
 	cfg    *config.Config
 	addr   *net.UDPAddr
-	events *tftpEventLog
+	events *eventLog
 	reg    *prometheus.Registry
 	srv    *TFTPServer
 }
@@ -71,7 +52,7 @@ func startTFTP(t testing.TB, tc TFTPConfig, clk clock.Clock) *tftpFixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fx := &tftpFixture{cfg: cfg, addr: conn.LocalAddr().(*net.UDPAddr), events: &tftpEventLog{}, reg: prometheus.NewRegistry()}
+	fx := &tftpFixture{cfg: cfg, addr: conn.LocalAddr().(*net.UDPAddr), events: &eventLog{}, reg: prometheus.NewRegistry()}
 	fx.srv, err = NewTFTP(tc, conn, arts, fx.events, zaptest.NewLogger(t), clk, fx.reg)
 	if err != nil {
 		t.Fatal(err)
@@ -435,7 +416,7 @@ func TestTFTPRetransmittedRRQ(t *testing.T) {
 	}
 	evs := fx.events.waitFor(t, 1)
 	time.Sleep(100 * time.Millisecond)
-	if evs = fx.events.all(); len(evs) != 1 || evs[0].Attr("outcome") != "ok" {
+	if evs = fx.events.Events(); len(evs) != 1 || evs[0].Attr("outcome") != "ok" {
 		t.Fatalf("events %+v, want one ok fetch", evs)
 	}
 	if got := testutil.ToFloat64(fx.srv.metrics.requests.WithLabelValues("rrq", "duplicate")); got != 1 {

@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -21,6 +20,7 @@ import (
 	"netboot/internal/clock"
 	"netboot/internal/config"
 	"netboot/internal/event"
+	"netboot/internal/event/eventtest"
 	"netboot/pxe"
 	"netboot/test/harness"
 )
@@ -48,27 +48,12 @@ hosts:
 `
 
 // events records what the servers emit.
-type events struct {
-	mu  sync.Mutex
-	all []event.Event
-}
-
-func (e *events) Emit(ev event.Event) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	e.all = append(e.all, ev)
-}
-
-func (e *events) snapshot() []event.Event {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return append([]event.Event(nil), e.all...)
-}
+type events struct{ eventtest.Recorder }
 
 // find returns the events of host matching kind (and stage, unless None).
 func (e *events) find(host string, kind event.Kind, stage event.Stage) []event.Event {
 	var out []event.Event
-	for _, ev := range e.snapshot() {
+	for _, ev := range e.Events() {
 		if ev.Host == host && ev.Kind == kind && (stage == event.StageNone || ev.Stage == stage) {
 			out = append(out, ev)
 		}

@@ -91,7 +91,7 @@ func checkBootEvents(t *testing.T, evs *events, host, firmwareFile string) {
 	t.Helper()
 	first := map[event.Stage]int{}
 	var all []string
-	for i, ev := range evs.snapshot() {
+	for i, ev := range evs.Events() {
 		all = append(all, string(ev.Kind)+"/"+ev.Stage.String()+"/"+ev.Host+"/"+ev.Attr("proto")+":"+ev.Attr("file"))
 		if ev.Host != host || ev.Failed || ev.Kind == event.DHCPIgnored || ev.Kind == event.FileFailed {
 			continue
