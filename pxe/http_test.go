@@ -167,6 +167,7 @@ func TestHTTPServes(t *testing.T) {
 			if tc.rng != "" {
 				hdr["Range"] = tc.rng
 			}
+			before := len(f.events.Events())
 			status, body := f.get(t, tc.path, hdr)
 			if status != tc.status {
 				t.Fatalf("GET %s: status %d, want %d (body %.200q)", tc.path, status, tc.status, body)
@@ -180,7 +181,10 @@ func TestHTTPServes(t *testing.T) {
 			if bytes.Equal(body, []byte("secret\n")) {
 				t.Fatalf("GET %s leaked a file outside the root", tc.path)
 			}
-			ev := f.events.last(t)
+			// The event is emitted once the handler returns, which may be
+			// just after the client has the whole answer.
+			evs := f.events.waitFor(t, before+1)
+			ev := evs[len(evs)-1]
 			if ev.Kind != tc.kind || ev.Host != tc.host || ev.Stage != tc.stage || ev.Attr("role") != tc.role || ev.Attr("proto") != "http" {
 				t.Fatalf("event = %+v; want kind %s host %s stage %q role %s", ev, tc.kind, tc.host, tc.stage, tc.role)
 			}
